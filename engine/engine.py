@@ -1,0 +1,183 @@
+"""The budget-forcing engine: load a model once, generate for many prompts in batches, get structured results.
+
+    engine = ThinkingEngine.from_pretrained("smollm2-135m", format="s1")
+    results = engine.generate(["What is 7 * 8?"], BudgetConfig(min_thinking_tokens=64, max_thinking_tokens=256))
+    results[0].thinking, results[0].answer, results[0].waits_injected, results[0].finish_reason
+
+Each batch is one ``model.generate`` call: phases, budgets and injections live in
+:class:`engine.logits.budget.BudgetForcingProcessor`; nothing is re-prefilled.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from transformers import LogitsProcessorList
+
+from engine.errors import TTScaleError
+from engine.formats import ThinkingFormat, build_prompt, get_format, prompt_style
+from engine.logits.budget import ANSWER, THINKING, BudgetConfig, BudgetForcingProcessor, BudgetTokens
+from engine.logits.sampling import SamplingConfig
+
+DEFAULT_ANSWER_ALLOWANCE = 512
+DEFAULT_THINKING_ALLOWANCE = 1024
+
+
+@dataclass
+class GenerationResult:
+    """One prompt's generation, split into thinking and answer, with what the budget did to it."""
+
+    prompt: str
+    thinking: str
+    answer: str
+    thinking_tokens: int
+    answer_tokens: int
+    waits_injected: int
+    forced_stop: bool
+    finish_reason: str
+    token_ids: list[int] = field(default_factory=list)
+    prompt_tokens: int = 0
+    wall_s: float = 0.0
+    trace: list[dict] | None = None
+
+    def to_json(self) -> dict:
+        """The fields printed by ``ttscale generate --json`` (the trace is written separately)."""
+        out = asdict(self)
+        out.pop("trace")
+        out.pop("token_ids")
+        return out
+
+
+class ThinkingEngine:
+    """A model, its tokenizer and a thinking format, ready to generate with budgets.
+
+    Refuses (with :class:`TTScaleError`) delimiters the tokenizer cannot encode, empty prompts and empty prompt lists.
+    """
+
+    def __init__(self, model, tokenizer, format: str | ThinkingFormat = "s1", template: str = "auto",
+                 system: str | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.format = get_format(format) if isinstance(format, str) else format
+        self.style = prompt_style(tokenizer, template)
+        self.system = system
+
+    @classmethod
+    def from_pretrained(cls, spec: str = "smollm2-135m", format: str | ThinkingFormat = "s1", template: str = "auto",
+                        system: str | None = None, **load_kwargs) -> "ThinkingEngine":
+        """Load a model with :func:`engine.models.load_model` (same arguments) and wrap it."""
+        from engine.models import load_model
+
+        lm = load_model(spec, **load_kwargs)
+        return cls(lm.model, lm.tokenizer, format=format, template=template, system=system)
+
+    def describe(self) -> str:
+        """One line telling the user which format and prompt style are in use."""
+        how = "chat template" if self.style.kind == "chat" else "plain prompt (the tokenizer has no chat template)"
+        return f"format {self.format.name}: thinking opens with {self.format.think_start!r} and ends at {self.format.think_end!r}; {how}"
+
+    def render(self, prompt: str) -> str:
+        """The exact text the model is given for ``prompt``."""
+        return build_prompt(self.tokenizer, prompt, self.format, self.style, self.system)
+
+    def budget_tokens(self, budget: BudgetConfig) -> BudgetTokens:
+        """The budget's strings as token ids for this tokenizer (validates every delimiter)."""
+        return BudgetTokens.build(self.tokenizer, self.format, budget, self.model.generation_config.eos_token_id)
+
+    def max_new_tokens(self, budget: BudgetConfig, tokens: BudgetTokens) -> int:
+        """The overall cap for one generate call: thinking + forced text + answer + end token."""
+        thinking = budget.max_thinking_tokens or DEFAULT_THINKING_ALLOWANCE
+        answer = budget.max_answer_tokens or DEFAULT_ANSWER_ALLOWANCE
+        return thinking + len(tokens.cap) + len(tokens.answer_prefix) + answer + 1
+
+    def generate(self, prompts: list[str], budget: BudgetConfig | None = None, sampling: SamplingConfig | None = None,
+                 batch_size: int = 8, max_new_tokens: int | None = None, trace: bool = False, trace_top_k: int = 5,
+                 progress: bool = False, **generate_kwargs) -> list[GenerationResult]:
+        """Generate for every prompt, ``batch_size`` at a time, each batch in one ``generate`` call.
+
+        ``generate_kwargs`` go to ``model.generate`` (e.g. ``repetition_penalty``); they must not set sampling
+        or stopping, which the engine owns. Refuses an empty list, an empty prompt, ``batch_size < 1`` and a
+        ``max_new_tokens`` below 1.
+        """
+        budget = budget or BudgetConfig()
+        sampling = sampling or SamplingConfig()
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if not prompts:
+            raise TTScaleError("no prompts given; pass at least one prompt")
+        if batch_size < 1:
+            raise TTScaleError(f"--batch-size must be >= 1, got {batch_size}")
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise TTScaleError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
+        texts = [self.render(p) for p in prompts]  # validates every prompt before any work
+        tokens = self.budget_tokens(budget)
+        cap = max_new_tokens or self.max_new_tokens(budget, tokens)
+        batches = range(0, len(texts), batch_size)
+        if progress and len(batches) > 1:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="generate", unit="batch")
+        results: list[GenerationResult] = []
+        for start in batches:
+            seed = None if sampling.seed is None else sampling.seed + start
+            results += self._generate_batch(prompts[start:start + batch_size], texts[start:start + batch_size], budget,
+                                            sampling, tokens, cap, seed, trace, trace_top_k, start, generate_kwargs)
+        return results
+
+    @torch.inference_mode()
+    def _generate_batch(self, prompts, texts, budget, sampling, tokens, cap, seed, trace, trace_top_k, offset, kwargs):
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=self.style.add_special_tokens)
+        device = next(self.model.parameters()).device
+        ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+        proc = BudgetForcingProcessor(tokens, budget, greedy=sampling.greedy, seed=seed,
+                                      trace_top_k=trace_top_k if trace else 0)
+        if seed is not None:
+            torch.manual_seed(seed)
+        t0 = time.perf_counter()
+        out = self.model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=cap,
+            logits_processor=LogitsProcessorList(sampling.warpers() + [proc]),
+            eos_token_id=list(tokens.end_ids), pad_token_id=self.tokenizer.pad_token_id,
+            **sampling.generate_kwargs(), **kwargs,
+        )
+        wall = time.perf_counter() - t0
+        states = proc.finish(out)
+        results = []
+        for row, (prompt, st) in enumerate(zip(prompts, states)):
+            ids_row = [t[0] for t in st.tokens]
+            thinking = [t[0] for t in st.tokens if t[3] == THINKING]
+            answer = [t[0] for t in st.tokens if t[3] == ANSWER]
+            res = GenerationResult(
+                prompt=prompt,
+                thinking=self.tokenizer.decode(thinking, skip_special_tokens=False),
+                answer=self.tokenizer.decode(answer, skip_special_tokens=True).strip(),
+                thinking_tokens=st.thinking_tokens, answer_tokens=st.answer_tokens, waits_injected=st.injections,
+                forced_stop=st.forced_stop, finish_reason=st.finish_reason, token_ids=ids_row,
+                prompt_tokens=int(mask[row].sum()), wall_s=wall,
+            )
+            if trace:
+                res.trace = self._trace_records(offset + row, row, st, proc, texts[row], budget, sampling, res)
+            results.append(res)
+        return results
+
+    def _trace_records(self, index, row, st, proc, text, budget, sampling, res) -> list[dict]:
+        """One header record, then one record per generated token (see engine/trace.py for the format)."""
+        tok = self.tokenizer
+        head = {"type": "generation", "prompt_index": index, "prompt": res.prompt, "rendered_prompt": text,
+                "format": asdict(self.format), "template": self.style.kind, "budget": asdict(budget),
+                "sampling": asdict(sampling), **{k: v for k, v in res.to_json().items() if k != "prompt"}}
+        records = [head]
+        for pos, (tid, source, reason, category, phase, prob) in enumerate(st.tokens):
+            rec = {"type": "token", "prompt_index": index, "position": pos, "id": tid, "text": tok.decode([tid]),
+                   "phase": phase, "kind": category, "source": source, "reason": reason,
+                   "prob": None if prob is None else round(prob, 6)}
+            if pos < len(proc.top):
+                vals, idx = proc.top[pos]
+                rec["top"] = [[int(i), tok.decode([int(i)]), round(float(v), 6)] for v, i in zip(vals[row], idx[row])]
+            if pos in st.suppressed:
+                sup = st.suppressed[pos]
+                rec["suppressed_end"] = {"id": sup["token"], "text": tok.decode([sup["token"]]), "p_end": round(sup["p_end"], 6)}
+            records.append(rec)
+        return records

@@ -1,0 +1,111 @@
+"""The token-level trace: JSONL written by ``ttscale generate --trace FILE`` and rendered by ``ttscale trace show``.
+
+One ``generation`` record per prompt (prompt, format, budget, sampling, result summary), then one ``token``
+record per generated token::
+
+    {"type": "token", "prompt_index": 0, "position": 17, "id": 33359, "text": "Wait",
+     "phase": "thinking", "kind": "thinking", "source": "forced", "reason": "min_budget",
+     "prob": 0.0012, "top": [[1, "<|im_start|>", 0.83], ...],
+     "suppressed_end": {"id": 1, "text": "<|im_start|>", "p_end": 0.86}}
+
+``phase`` is the phase the token was produced in; ``kind`` is what it counts as (thinking, delimiter, answer,
+end). ``source`` is ``sampled`` or ``forced``; ``reason`` says why a token was forced (``min_budget``,
+``ignore``, ``max_budget``, ``delimiter``, ``end_of_turn``, ``max_answer``) or that the model chose to end
+(``model_end``). ``prob`` is the probability the model's final distribution gave the token, forced or not.
+``suppressed_end`` marks the first injected token where an attempt to end thinking was replaced, with the
+probability the model had put on ending there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from engine.errors import TTScaleError
+
+REASON_LABELS = {"min_budget": "min", "ignore": "ignore", "max_budget": "cap", "delimiter": "delim",
+                 "end_of_turn": "eot→delim", "max_answer": "answer cap"}
+
+
+def write_trace(path: str, results) -> int:
+    """Write every result's trace records to ``path`` as JSONL; returns the number of records written.
+
+    Refuses results that were generated without ``trace=True``.
+    """
+    n = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for res in results:
+            if res.trace is None:
+                raise TTScaleError("these results carry no trace; generate with trace=True (CLI: --trace FILE)")
+            for rec in res.trace:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                n += 1
+    return n
+
+
+def read_trace(path: str) -> list[dict]:
+    """Read a trace file; refuses a missing file or a line that is not a JSON object."""
+    if not os.path.isfile(path):
+        raise TTScaleError(f"trace file {path}: no such file")
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TTScaleError(f"trace file {path}, line {lineno}: not JSON ({exc.msg}); was it written by ttscale --trace?") from exc
+            if not isinstance(rec, dict) or "type" not in rec:
+                raise TTScaleError(f"trace file {path}, line {lineno}: not a ttscale trace record")
+            records.append(rec)
+    return records
+
+
+class _Paint:
+    def __init__(self, color: bool):
+        self.color = color
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.color else text
+
+
+def render_trace(records: list[dict], color: bool = True, prompt_index: int | None = None, show_top: bool = False) -> str:
+    """The trace as terminal text: forced tokens in «brackets» (yellow) with their reason, suppressed endings as
+    ``⟂[end p=0.86]`` (red), delimiters dim, thinking and answer in separate blocks. Refuses an unknown prompt index.
+    """
+    paint = _Paint(color)
+    heads = [r for r in records if r["type"] == "generation"]
+    if prompt_index is not None:
+        heads = [h for h in heads if h["prompt_index"] == prompt_index]
+        if not heads:
+            raise TTScaleError(f"--prompt-index {prompt_index}: the trace has no such prompt")
+    out = []
+    for head in heads:
+        idx = head["prompt_index"]
+        toks = [r for r in records if r["type"] == "token" and r["prompt_index"] == idx]
+        out.append(paint(f"━━ prompt {idx}: {head['prompt']}", "1"))
+        out.append(f"   thinking {head['thinking_tokens']} tok · answer {head['answer_tokens']} tok · "
+                   f"waits {head['waits_injected']} · forced stop {head['forced_stop']} · finish {head['finish_reason']}")
+        parts, phase = [], None
+        for t in toks:
+            if t["phase"] != phase:
+                phase = t["phase"]
+                parts.append(paint(f"\n── {phase} ──\n", "36"))
+            if "suppressed_end" in t:
+                s = t["suppressed_end"]
+                parts.append(paint(f"⟂[end {s['text']!r} p={s['p_end']:.2f}]", "31"))
+            text = t["text"]
+            if t["source"] == "forced":
+                label = REASON_LABELS.get(t["reason"], t["reason"])
+                parts.append(paint(f"«{text}»", "33") + paint(f"{{{label}}}", "2"))
+            elif t["kind"] in ("delimiter", "end"):
+                parts.append(paint(text, "2"))
+            else:
+                parts.append(text)
+            if show_top and t.get("top"):
+                alts = ", ".join(f"{a[1]!r}:{a[2]:.2f}" for a in t["top"][:3])
+                parts.append(paint(f"[p={t['prob']:.2f}; {alts}]", "2"))
+        out.append("".join(parts))
+        out.append("")
+    return "\n".join(out)
