@@ -1,0 +1,262 @@
+"""KVCacheManager against slow sources of truth: ``model.generate`` (DynamicCache) and full recomputation.
+
+Exact token checks run on a tiny random Llama whose weights are large enough (init 0.2) that greedy output
+changes every step, so a wrong position or a leaked key shows up as a different token. Gemma3 checks use a tiny
+random config with ``sliding_window=8`` and sequences well past the window; one end-to-end check uses the real
+embedded SmolLM2.
+"""
+
+import pytest
+import torch
+from conftest import make_tiny_model
+from transformers import DynamicCache, Gemma3ForCausalLM, Gemma3TextConfig, LlamaForCausalLM
+
+from engine.errors import TTScaleError
+from engine.kv_cache import KVCacheManager
+
+
+@pytest.fixture(scope="module")
+def lively():
+    """Tiny Llama on SmolLM2's vocabulary whose greedy output varies from step to step."""
+    return make_tiny_model(init=0.2)
+
+
+def make_gemma(window=8, seed=0):
+    """Tiny random Gemma3: 3 sliding layers (window ``window``) and 1 full layer, like gemma-3-270m's 5:1 pattern."""
+    cfg = Gemma3TextConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+                           num_key_value_heads=1, head_dim=16, sliding_window=window, max_position_embeddings=512,
+                           layer_types=["sliding_attention"] * 3 + ["full_attention"], initializer_range=0.2)
+    torch.manual_seed(seed)
+    return Gemma3ForCausalLM(cfg).eval()
+
+
+def generate_from_scratch(model, ids, steps):
+    """Greedy reference: plain ``generate`` with a fresh DynamicCache over the full sequence, no EOS stop."""
+    x = torch.tensor([ids])
+    out = model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=steps,
+                         eos_token_id=None, past_key_values=DynamicCache(config=model.config))
+    return out[0, len(ids):].tolist()
+
+
+def last_logits(model, ids):
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids])).logits[0, -1]  # (V,)
+
+
+def greedy(mgr, branches, steps):
+    for _ in range(steps):
+        mgr.decode(branches, [int(b.logits.argmax()) for b in branches])
+        mgr.check_invariants()
+
+
+PROMPT = [1, 520, 33, 4410, 98, 16, 700, 2045, 9, 12, 3001, 77]
+
+
+def test_greedy_from_forked_branches_matches_generate_from_scratch(lively):
+    mgr = KVCacheManager(lively)
+    root = mgr.prefill(PROMPT)
+    kids = mgr.fork(root, 4)
+    mgr.release(root)
+    # different forced openings, one of them two tokens long, so the batch holds branches of different depths
+    firsts = root_top = kids[0].logits.topk(4).indices.tolist()
+    mgr.decode(kids, [[firsts[0]], [firsts[1], 42], [firsts[2]], [firsts[3]]])
+    forwards = mgr.stats().forwards
+    greedy(mgr, kids, 12)
+    assert mgr.stats().forwards == forwards + 12  # one forward per step for all branches together
+    for kid, opening in zip(kids, ([root_top[0]], [root_top[1], 42], [root_top[2]], [root_top[3]])):
+        prefix = PROMPT + opening
+        assert kid.token_ids[: len(prefix)] == prefix
+        assert kid.token_ids[len(prefix):] == generate_from_scratch(lively, prefix, 12)
+    assert len({tuple(k.token_ids[len(PROMPT) + 2:]) for k in kids}) > 1  # the continuations really differ
+
+
+def test_branches_of_different_depths_decode_in_one_forward(lively):
+    mgr = KVCacheManager(lively)
+    root = mgr.prefill(PROMPT)
+    a, b, c = mgr.fork(root, 3)
+    mgr.decode([a, b], [[5, 6, 7, 8, 9], [10]])
+    mgr.truncate(a, len(PROMPT) + 3)  # a: P+3, b: P+1, c: P, root: P
+    before = mgr.stats().forwards
+    logits = mgr.decode([a, b, c, root], [[11], [12, 13], [14], [15]])  # (4, V)
+    assert mgr.stats().forwards == before + 1
+    for i, br in enumerate((a, b, c, root)):
+        torch.testing.assert_close(logits[i], last_logits(lively, br.token_ids), atol=1e-4, rtol=1e-4)
+        assert br.logits is not None and torch.equal(br.logits, logits[i])
+    assert [a.length, b.length, c.length, root.length] == [len(PROMPT) + k for k in (4, 3, 1, 1)]
+    mgr.check_invariants()
+
+
+def test_prompt_is_held_once_and_forward_tokens_equal_tree_tokens(lively):
+    n, p, steps = 16, 64, 6
+    prompt = [(37 * i + 11) % 49152 for i in range(p)]
+    mgr = KVCacheManager(lively)
+    root = mgr.prefill(prompt)
+    kids = mgr.fork(root, n)
+    mgr.release(root)
+    for s in range(steps):
+        mgr.decode(kids, [[(k * 101 + s) % 49152] for k in range(n)])
+    st = mgr.stats()
+    assert st.tree_tokens == p + n * steps  # the prompt is stored once, not n times
+    assert st.memory_bytes == st.tree_tokens * st.bytes_per_token
+    assert st.tokens_computed == st.tokens_stored == st.tree_tokens
+    assert st.forward_tokens <= 1.05 * st.tree_tokens
+
+    # The same branches held as a DynamicCache batch (prefill once, repeat rows) cost n copies of the prompt.
+    dyn = DynamicCache(config=lively.config)
+    with torch.no_grad():
+        lively(input_ids=torch.tensor([prompt]), past_key_values=dyn, use_cache=True)
+    dyn.batch_repeat_interleave(n)
+    dyn_bytes = sum(t.numel() * t.element_size() for layer in dyn.layers for t in (layer.keys, layer.values))
+    assert dyn_bytes == n * p * st.bytes_per_token  # same per-token size: the accounting is comparable
+    naive_bytes = n * (p + steps) * st.bytes_per_token
+    assert st.memory_bytes * 6 < naive_bytes  # 160 tokens held instead of 1120
+    assert st.reserved_bytes <= 2 * st.memory_bytes  # pool slack from doubling is bounded
+
+    mgr.release(kids)
+    mgr.check_invariants()
+    st = mgr.stats()
+    assert (st.memory_bytes, st.reserved_bytes, st.tree_tokens, st.branches, st.nodes) == (0, 0, 0, 0, 0)
+
+
+def test_truncate_to_a_step_boundary_then_continue_matches_scratch(lively):
+    mgr = KVCacheManager(lively)
+    root = mgr.prefill(PROMPT)
+    (a,) = mgr.fork(root, 1)
+    greedy(mgr, [a], 5)
+    mgr.truncate(a, len(PROMPT) + 2)  # keep 2 generated tokens
+    assert a.logits is None and a.length == len(PROMPT) + 2
+    mgr.decode([a], [[321]])
+    greedy(mgr, [a], 4)
+    prefix = a.token_ids[: len(PROMPT) + 3]
+    assert a.token_ids[len(prefix):] == generate_from_scratch(lively, prefix, 4)
+    mgr.truncate(root, 4)  # cuts the shared prompt segment: a must keep its full prompt
+    torch.testing.assert_close(mgr.decode([root], [[7]])[0], last_logits(lively, PROMPT[:4] + [7]), atol=1e-4, rtol=1e-4)
+    assert a.token_ids[: len(PROMPT)] == PROMPT
+    mgr.check_invariants()
+
+
+def test_ragged_decode_splits_padding_and_stays_exact(lively):
+    mgr = KVCacheManager(lively)
+    root = mgr.prefill(PROMPT[:5])
+    kids = mgr.fork(root, 4)
+    before = mgr.stats()
+    tokens = [[3], [4], [5], list(range(100, 120))]  # one long forced injection next to single tokens
+    logits = mgr.decode(kids, tokens)
+    after = mgr.stats()
+    assert after.forwards - before.forwards == 2  # split rather than padding 3 rows to 20
+    assert after.padding_tokens - before.padding_tokens == 0
+    for kid, lg in zip(kids, logits):
+        torch.testing.assert_close(lg, last_logits(lively, kid.token_ids), atol=1e-4, rtol=1e-4)
+
+
+def test_max_tokens_refusal_changes_nothing(lively):
+    mgr = KVCacheManager(lively, max_tokens=20)
+    root = mgr.prefill(PROMPT)
+    kids = mgr.fork(root, 2)
+    mgr.decode(kids, [[1, 2, 3], [4]])
+    snapshot = (mgr.stats(), [k.token_ids for k in kids])
+    with pytest.raises(TTScaleError, match="max_tokens=20"):
+        mgr.decode(kids, [[5, 6, 7], [8, 9]])  # 16 stored + 5 > 20
+    assert (mgr.stats(), [k.token_ids for k in kids]) == snapshot
+    mgr.check_invariants()
+
+
+def test_bad_arguments_are_refused(lively):
+    mgr = KVCacheManager(lively, self_check=False)
+    root = mgr.prefill([1, 2, 3])
+    with pytest.raises(TTScaleError, match="empty"):
+        mgr.prefill([])
+    with pytest.raises(TTScaleError, match="not a token id"):
+        mgr.decode([root], [[49152]])
+    with pytest.raises(TTScaleError, match="twice"):
+        mgr.decode([root, root], [[1], [2]])
+    with pytest.raises(TTScaleError, match="one list"):
+        mgr.decode([root], [[1], [2]])
+    with pytest.raises(TTScaleError, match="positive int"):
+        mgr.fork(root, 0)
+    other = KVCacheManager(lively, self_check=False)
+    with pytest.raises(TTScaleError, match="this manager"):
+        other.decode([root], [[1]])
+    mgr.release(root)
+    with pytest.raises(TTScaleError, match="already released"):
+        mgr.release(root)
+    with pytest.raises(TTScaleError, match="already released"):
+        mgr.decode([root], [[1]])
+    mgr.check_invariants()
+
+
+def test_one_token_per_branch_shorthand(lively):
+    mgr = KVCacheManager(lively, self_check=False)
+    kids = mgr.fork(mgr.prefill(PROMPT), 3)
+    a = mgr.decode(kids, torch.tensor([5, 6, 7]))
+    b_mgr = KVCacheManager(lively, self_check=False)
+    b_kids = b_mgr.fork(b_mgr.prefill(PROMPT), 3)
+    torch.testing.assert_close(a, b_mgr.decode(b_kids, [[5], [6], [7]]))
+
+
+# ---------------------------------------------------------------- architectures
+
+
+def test_gemma3_sliding_window_layers_are_exact_past_the_window():
+    model = make_gemma(window=8)
+    mgr = KVCacheManager(model)
+    assert mgr.layout.windows == {"sliding_attention": 8, "full_attention": None}
+    prompt = list(range(40, 52))  # 12 tokens: already past the window
+    root = mgr.prefill(prompt)
+    kids = mgr.fork(root, 3)
+    mgr.release(root)
+    mgr.decode(kids, [[7], [8, 9, 10], [11]])  # different depths
+    greedy(mgr, kids, 10)
+    for kid in kids:
+        opening = len(prompt) + (3 if kid is kids[1] else 1)
+        assert kid.token_ids[opening:] == generate_from_scratch(model, kid.token_ids[:opening], 10)
+        torch.testing.assert_close(kid.logits, last_logits(model, kid.token_ids), atol=1e-4, rtol=1e-4)
+    # the window matters on these sequences: the same weights with a huge window predict differently
+    wide = make_gemma(window=4096)
+    wide.load_state_dict(model.state_dict())
+    assert not torch.allclose(last_logits(wide, kids[1].token_ids), kids[1].logits, atol=1e-2)
+
+
+def test_unsupported_architectures_are_refused():
+    flash = make_tiny_model(vocab_size=512)
+    flash.config._attn_implementation = "flash_attention_2"
+    with pytest.raises(TTScaleError, match="attn_implementation='flash_attention_2'.*reload it with attn_implementation='sdpa'"):
+        KVCacheManager(flash)
+
+    linear = make_tiny_model(vocab_size=512)
+    linear.config.layer_types = ["linear_attention", "full_attention"]
+    with pytest.raises(TTScaleError, match="layer types \\['linear_attention'\\]"):
+        KVCacheManager(linear)
+
+    class IgnoresMask(LlamaForCausalLM):
+        """A forward that drops the mask and positions: only the self-check can notice."""
+
+        def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, **kw):
+            return super().forward(input_ids=input_ids, past_key_values=past_key_values, **kw)
+
+    torch.manual_seed(0)
+    bad = IgnoresMask(make_tiny_model(vocab_size=512, init=0.2).config).eval()
+    with pytest.raises(TTScaleError, match="ignores custom 4-D masks or position ids"):
+        KVCacheManager(bad)
+
+
+# ---------------------------------------------------------------- real models
+
+
+def test_smollm2_end_to_end_forked_greedy_equals_generate(smol):
+    model, tok = smol.model, smol.tokenizer
+    prompt = tok.apply_chat_template([{"role": "user", "content": "Name a prime number."}], add_generation_prompt=True)
+    prompt = list(prompt["input_ids"] if isinstance(prompt, dict) or hasattr(prompt, "keys") else prompt)
+    mgr = KVCacheManager(model)
+    root = mgr.prefill(prompt)
+    kids = mgr.fork(root, 3)
+    mgr.release(root)
+    openings = kids[0].logits.topk(3).indices.tolist()
+    mgr.decode(kids, [[t] for t in openings])
+    greedy(mgr, kids, 8)
+    for kid, first in zip(kids, openings):
+        assert kid.token_ids[len(prompt) + 1:] == generate_from_scratch(model, prompt + [first], 8)
+    st = mgr.stats()
+    assert st.tree_tokens == len(prompt) + 3 * 9 and st.tokens_computed == st.tree_tokens
+    mgr.release(kids)
+    assert mgr.stats().memory_bytes == 0 and mgr.stats().reserved_bytes == 0
