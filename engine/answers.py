@@ -19,6 +19,8 @@ import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from engine.errors import TTScaleError
+
 log = logging.getLogger(__name__)
 
 # Answer delimiters of the thinking formats (engine/formats.py): s1's `<|im_start|>answer`, R1/Qwen3's `</think>`.
@@ -135,6 +137,9 @@ def extract_answer(text: str | None, delimiters: tuple[str, ...] = ANSWER_DELIMI
 
 
 _CHOICE_IN_BOX = re.compile(r"^\s*(?:\\text(?:bf)?\{)?\s*\(?([A-Z])\)?\s*\}?\s*$")
+# "Answer: C", "answer is (c)"; a bare lower-case letter only at the end of a clause ("the answer is a trap" is no choice).
+_CHOICE_LABEL = re.compile(r"(?i:answer)\s*(?:(?i:is)\s*:?|:)\s*\**\s*\$?\s*(?:\\text\{)?\s*"
+                           r"(?:\(([A-Za-z])\)|([A-Z])(?![A-Za-z])|([a-z])(?=[).,:]|[ \t]*$))", re.MULTILINE)
 
 
 def extract_choice(text: str | None, letters: str = "ABCD", delimiters: tuple[str, ...] = ANSWER_DELIMITERS) -> str | None:
@@ -151,9 +156,8 @@ def extract_choice(text: str | None, letters: str = "ABCD", delimiters: tuple[st
         m = _CHOICE_IN_BOX.match(box.upper() if len(box) <= 3 else box)
         if m and m.group(1) in letters:
             return m.group(1)
-    label = re.compile(r"(?:answer\s*(?:is|:)|answer\s+is\s*:)\s*\**\s*\(?\$?\s*(?:\\text\{)?\(?([A-Za-z])\)?(?![A-Za-z])",
-                       re.IGNORECASE)
-    hits = [m.group(1).upper() for m in label.finditer(region) if m.group(1).upper() in letters]
+    hits = [next(g for g in m.groups() if g).upper() for m in _CHOICE_LABEL.finditer(region)]
+    hits = [h for h in hits if h in letters]
     if hits:
         return hits[-1]
     bare = re.fullmatch(r"\s*\(?([A-Za-z])\)?[.\s]*", region)
@@ -305,8 +309,6 @@ def group_answers(answers: list[str | None], weights: list[float] | None = None)
     equivalent in either order (``\\frac{1}{2}`` and ``0.5``). Without ``weights`` each answer weighs 1.
     Groups are sorted by weight, then count, then first appearance. Refuses ``weights`` of another length.
     """
-    from engine.errors import TTScaleError
-
     if weights is not None and len(weights) != len(answers):
         raise TTScaleError(f"group_answers: weights has {len(weights)} entries for {len(answers)} answers; give one weight per answer")
     groups: list[AnswerGroup] = []

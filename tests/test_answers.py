@@ -102,6 +102,9 @@ def test_extract_answer(text, expected):
     ("\\boxed{\\text{(A)}}", "A"),
     ("<|im_start|>think\nAnswer: A\n<|im_start|>answer\nAnswer: c", "C"),
     ("Answer: E", None),
+    ("I think the answer is a trap.", None),
+    ("so the answer is (b)", "B"),
+    ("**Answer:** D", "D"),
     ("nothing", None),
     ("B", "B"),
 ])

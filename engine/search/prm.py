@@ -73,6 +73,7 @@ class PRM:
         self.forward_tokens = 0
 
     def score(self, question: str, candidates: list[list[str]]) -> list[list[float]]:  # pragma: no cover - abstract
+        """One score in [0, 1] per step of each candidate (``candidates[i]`` is a list of step strings)."""
         raise NotImplementedError
 
     def release(self, question: str, steps_prefix: list[str] | None = None) -> int:
@@ -193,6 +194,7 @@ class ModelPRM(PRM):
         assert self._cache.tokens <= self.max_cache_tokens, "cache over its token bound"
 
     def release(self, question, steps_prefix=None):
+        """Drop the cached entry of ``steps_prefix`` (or every entry of ``question``, root included); returns entries dropped."""
         if steps_prefix is None:
             keys = [k for k in self._cache.entries if k[0] == question]
         else:
@@ -200,6 +202,7 @@ class ModelPRM(PRM):
         return sum(self._cache.pop(k) for k in keys)
 
     def clear(self):
+        """Drop every cached prefix (``forward_tokens`` keeps counting)."""
         self._cache = _PrefixCache()
 
     # 1. plan: tokenise, find the longest cached prefix
@@ -286,7 +289,8 @@ class ModelPRM(PRM):
             else:
                 out = self.model(**kwargs)
                 outputs = out.logits                                                             # (B, N, 2)
-            cache = getattr(out, "past_key_values", None) or cache
+            if getattr(out, "past_key_values", None) is not None:   # models update the passed cache in place; some also return it
+                cache = out.past_key_values
             rows_idx, cols_idx = [], []
             for i, (r, p) in enumerate(zip(chunk, past)):
                 for q in r.positions[len(r.scores):]:
