@@ -135,14 +135,14 @@ def validate_row(row: dict) -> None:
         raise TTScaleError(f"sample row field 'scaling'={row['scaling']!r}; use 'sequential' or 'parallel'")
 
 
-def _natural(text: str) -> tuple:
-    # "test/algebra/10" after "test/algebra/9": digits compare as numbers, the rest as text.
+def natural_key(text: str) -> tuple:
+    """Sort key in which digit runs compare as numbers: "test/algebra/9" before "test/algebra/10"."""
     return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part)
 
 
 def sort_key(row: dict) -> tuple:
     """Order of rows in the merged ``samples.jsonl``: problem, method, canonical setting (numbers in natural order)."""
-    return _natural(str(row["problem_id"])), row["method"], _natural(canonical_json(row["setting"]))
+    return natural_key(str(row["problem_id"])), row["method"], natural_key(canonical_json(row["setting"]))
 
 
 def _read_jsonl(path: str) -> list[dict]:
