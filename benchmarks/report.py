@@ -5,7 +5,8 @@
 
 One *run* in s1's sense is one (method, setting): its accuracy with a 95% Wilson interval, and its x value, the
 mean of the rows' ``compute`` (average thinking tokens for sequential methods, N for parallel ones).
-Per method, s1's Control / Scaling / Performance (``benchmarks.metrics``) are computed over its runs; Control
+Per method (per *series*: a parallel method swept over more than ``n``, e.g. beam over m, gets one curve and one
+metrics entry per value, named ``beam (m=4)``), s1's Control / Scaling / Performance (``benchmarks.metrics``) are computed over its runs; Control
 uses each setting's ``max_thinking_tokens`` / ``min_thinking_tokens`` as that run's bounds (None when a method
 has no bounds, as for parallel methods); for parallel methods Scaling is per added sample of N.
 
@@ -91,17 +92,31 @@ def aggregate(rows: list[dict]) -> list[dict]:
         })
     rank = {m: i for i, m in enumerate(_METHOD_ORDER)}
     out.sort(key=lambda s: (rank.get(s["method"], len(rank)), s["method"], natural_key(canonical_json(s["setting"]))))
+    _assign_series(out)
     return out
+
+
+def _assign_series(settings: list[dict]) -> None:
+    """Name the curve of each setting: its method, or ``beam (m=4)`` when a parallel method was also swept over
+    something other than ``n`` (one curve per value, so a sweep over m does not zigzag on one line)."""
+    by_method: dict[str, list[dict]] = defaultdict(list)
+    for s in settings:
+        by_method[s["method"]].append(s)
+    for method, group in by_method.items():
+        rest = [{k: v for k, v in s["setting"].items() if k != "n"} for s in group]
+        split = group[0]["scaling"] == "parallel" and len({canonical_json(r) for r in rest}) > 1
+        for s, r in zip(group, rest):
+            s["series"] = f"{method} ({setting_label(r)})" if split else method
 
 
 def compute_metrics(rows: list[dict], config: dict | None = None) -> dict:
     """The content of ``metrics.json``: per-setting accuracy, per-method s1 metrics, definitions and warnings."""
     settings = aggregate(rows)
     methods, warnings = {}, []
-    by_method: dict[str, list[dict]] = defaultdict(list)
+    by_series: dict[str, list[dict]] = defaultdict(list)
     for s in settings:
-        by_method[s["method"]].append(s)
-    for method, group in by_method.items():
+        by_series[s["series"]].append(s)
+    for method, group in by_series.items():
         runs = [Run(a=s["x"], f=s["accuracy"], a_min=s["a_min"], a_max=s["a_max"]) for s in group]
         m = scaling_metrics(runs)
         methods[method] = {"scaling_kind": group[0]["scaling"], "runs": m.runs, "control": m.control,
@@ -135,7 +150,7 @@ def plot(metrics: dict, path: str, title: str | None = None) -> str:
     fig = Figure(figsize=(13, 5.2), dpi=120)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
-    names = list(dict.fromkeys(s["method"] for s in metrics["settings"]))
+    names = list(dict.fromkeys(s["series"] for s in metrics["settings"]))
     colors = {m: f"C{i % 10}" for i, m in enumerate(names)}
     markers = {m: "osD^vP*Xh<>"[i % 11] for i, m in enumerate(names)}
     panels = (("sequential", "Sequential scaling", "average thinking tokens (points labelled with their setting)"),
@@ -152,9 +167,9 @@ def plot(metrics: dict, path: str, title: str | None = None) -> str:
             ax.set_xticks([])
             ax.set_ylim(0, 100)
             continue
-        in_panel = list(dict.fromkeys(s["method"] for s in pts))
+        in_panel = list(dict.fromkeys(s["series"] for s in pts))
         for i, method in enumerate(in_panel):
-            group = sorted((s for s in pts if s["method"] == method), key=lambda s: s["x"])
+            group = sorted((s for s in pts if s["series"] == method), key=lambda s: s["x"])
             xs = [s["x"] for s in group]
             if kind == "parallel":  # dodge: shift each method a little along log2(N) so error bars do not hide each other
                 xs = [x * 2 ** (0.05 * (i - (len(in_panel) - 1) / 2)) for x in xs]

@@ -116,3 +116,12 @@ def test_empty_run_and_labels():
     assert setting_label({}) == "default"
     with pytest.raises(TTScaleError, match="does not exist"):
         report("/nonexistent/run")
+
+
+def test_a_parallel_sweep_over_another_key_gets_one_curve_per_value(tmp_path):
+    rows = [new_row(f"q{p}", "beam", {"n": n, "m": m}, n, (p + n + m) % 2 == 0) for p in range(2) for n in (4, 16) for m in (2, 4)]
+    m = compute_metrics(rows)
+    assert set(m["methods"]) == {"beam (m=2)", "beam (m=4)"}
+    assert all(v["runs"] == 2 for v in m["methods"].values())
+    plain = compute_metrics([new_row("q0", "dvts", {"n": n, "m": 4}, n, True) for n in (4, 16)])
+    assert set(plain["methods"]) == {"dvts"}
