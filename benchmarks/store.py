@@ -302,8 +302,8 @@ class RunStore:
 
     def merge(self) -> int:
         """Rank 0 only: write every row (merged file + all shards, de-duplicated) sorted into ``samples.jsonl``,
-        then delete the shards. Returns the number of rows. Call it after all processes finished appending
-        (``accelerator.wait_for_everyone()``). Refuses other ranks.
+        then delete the shards. Returns the number of rows. Call it after every process finished appending and
+        closed its store (``store.close(); accelerator.wait_for_everyone()``). Refuses other ranks.
         """
         if self.rank != 0:
             raise TTScaleError(f"merge() runs on rank 0 only (this is rank {self.rank}); wait for everyone, then merge on rank 0")

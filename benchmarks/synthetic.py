@@ -259,16 +259,17 @@ def _claims(step: str, words: list[str]) -> list[tuple[str, object]]:
             found.append((m.start(1), "value", float(m.group(1))))
             taken.add(m.start(1))
     lowered = text.lower()
-    for w in words:
+    for w in words:  # "3 times in banana" first, so that its number is not read as the count of a word before it
+        for m in re.finditer(r"(\d+)\s+times?\s+in\s+(?:the\s+word\s+)?\W?" + w + r"\b", lowered):
+            if m.start(1) not in taken:
+                found.append((m.start(1), "word", (w, int(m.group(1)))))
+                taken.add(m.start(1))
+    for w in words:  # "banana has 3"
         others = [o for o in words if o != w]
         for m in re.finditer(r"\b" + w + r"\b\W{0,2}([^0-9]{0,40}?)(\d+)", lowered):
             if m.start(2) not in taken and not any(re.search(r"\b" + o + r"\b", m.group(1)) for o in others):
                 found.append((m.start(2), "word", (w, int(m.group(2)))))
                 taken.add(m.start(2))
-        for m in re.finditer(r"(\d+)\s+times?\s+in\s+(?:the\s+word\s+)?\W?" + w + r"\b", lowered):
-            if m.start(1) not in taken:
-                found.append((m.start(1), "word", (w, int(m.group(1)))))
-                taken.add(m.start(1))
     return [(kind, value) for _, kind, value in sorted(found, key=lambda f: f[0])]
 
 

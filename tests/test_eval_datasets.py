@@ -184,3 +184,13 @@ def test_count_checker_checks_word_counts_sums_and_answer():
 def test_checker_refuses_a_foreign_question():
     with pytest.raises(TTScaleError, match="not a synthetic"):
         check_steps("What is the capital of France?", ["Paris"])
+
+
+def test_checker_reads_common_model_phrasings():
+    q = "What is (6 + 8) * 2?"  # 6 → 14 → 28
+    assert check_steps(q, ["1. 6 + 8 = 14", "2. 14 x 2 = 28", "So the answer is 28."]) == [1.0, 1.0, 1.0]
+    assert check_steps(q, ["What is (6 + 8) * 2?", "6 plus 8 is 14, which gives 28."]) == [1.0, 1.0]
+    assert check_steps(q, ["The sum of 8 and 6 is 48.", "48 * 2 = 96"]) == [0.0, 0.0]
+    c = 'How many times does the letter "a" appear in total in the words "banana", "pizza"?'
+    assert check_steps(c, ["The letter a appears 3 times in banana and 1 time in pizza.", "The total is 4."]) == [1.0, 1.0]
+    assert check_steps(c, ["The total of 3 and 1 is 5."]) == [0.0]
