@@ -23,7 +23,9 @@ programmatic verifier ``benchmarks.synthetic:check_steps``). A step's *claims* a
 "On track" means: arith, a value of the chain at or after the last value confirmed so far (skipping steps is
 fine, going back is not); count, one of the per-word counts or a sum of some of them. A step scores 1.0 when
 it makes claims and all hold, 0.0 when one fails, and inherits the previous step's score when it makes none
-(prose such as "Let me think." neither helps nor hurts; the first step inherits 1.0).
+(prose after a checked step neither helps nor hurts). Steps before the first claim score 0.5 (nothing to
+verify yet), so under ``last`` aggregation a solution ending on a verified answer (1.0) ranks above one that
+never commits to a number (0.5), which ranks above a wrong one (0.0): SmolLM2 often rambles without a number.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from engine.errors import TTScaleError
 TASKS = ("arith", "count")
 DEFAULT_COUNT = 100
 MAX_DIFFICULTY = {"arith": 12, "count": 6}
+UNCHECKED = 0.5  # score of steps before the first checkable claim
 
 WORDS = ("strawberry", "banana", "apple", "cherry", "carrot", "letter", "balloon", "coffee", "pepper", "mississippi",
          "committee", "success", "address", "bottle", "kitten", "summer", "butter", "rabbit", "parrot", "tomato",
@@ -274,7 +277,7 @@ def _claims(step: str, words: list[str]) -> list[tuple[str, object]]:
 
 
 def check_steps(question: str, steps: list[str]) -> list[float]:
-    """A score in {0.0, 1.0} per step of a solution to a synthetic question (rules in the module docstring).
+    """A score in {0.0, 0.5, 1.0} per step of a solution to a synthetic question (rules in the module docstring).
 
     Refuses a question that is not one of this module's (it cannot be verified) and steps that are not strings.
     """
@@ -287,7 +290,7 @@ def check_steps(question: str, steps: list[str]) -> list[float]:
             raise TTScaleError(f"check_steps: each step must be a string, got {type(step).__name__}")
         claims = _claims(step, words)
         if not claims:
-            scores.append(scores[-1] if scores else 1.0)
+            scores.append(scores[-1] if scores else UNCHECKED)
             continue
         ok = True
         for kind, value in claims:
