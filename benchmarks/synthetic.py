@@ -44,13 +44,14 @@ DEFAULT_COUNT = 100
 MAX_DIFFICULTY = {"arith": 12, "count": 6}
 UNCHECKED = 0.5  # score of steps before the first checkable claim
 
-WORDS = ("strawberry", "banana", "apple", "cherry", "carrot", "letter", "balloon", "coffee", "pepper", "mississippi",
+WORDS = ("strawberry", "banana", "apple", "cherry", "carrot", "grasshopper", "balloon", "coffee", "pepper", "mississippi",
          "committee", "success", "address", "bottle", "kitten", "summer", "butter", "rabbit", "parrot", "tomato",
          "potato", "window", "garden", "orange", "lemon", "puzzle", "yellow", "hello", "little", "middle",
-         "dinner", "bubble", "cookie", "broccoli", "giraffe", "happy", "apple", "pizza", "zebra", "river",
+         "dinner", "bubble", "cookie", "broccoli", "giraffe", "happy", "hippopotamus", "pizza", "zebra", "river",
          "teeth", "sheep", "street", "bookkeeper", "assessment", "raspberry", "accommodate", "necessary",
          "pineapple", "elephant")
 
+# Never "letter", "word" or "total": they occur in the question and in answers, and would read as word-count claims.
 _SYM = {"add": "+", "sub": "-", "mul": "*"}
 
 
@@ -115,11 +116,15 @@ def count_question(letter: str, words: list[str]) -> str:
 
 
 def counting_problem(index: int, n_words: int, seed: int = 0) -> Problem:
-    """Problem ``index`` of the letter-counting task over ``n_words`` distinct words; the letter occurs at least once."""
+    """Problem ``index`` of the letter-counting task over ``n_words`` distinct words; the letter occurs at least once,
+    and the answer is drawn uniformly from the totals the words allow, so small answers do not dominate."""
     rng = _rng("count", n_words, seed, index)
     words = rng.sample(sorted(set(WORDS)), n_words)
-    letter = rng.choice(sorted(set("".join(words))))
-    total = sum(w.count(letter) for w in words)
+    totals = {c: sum(w.count(c) for w in words) for c in sorted(set("".join(words)))}
+    # Draw the answer first, then a letter with that total: most letters occur once, and a task whose answer is
+    # usually 1 rewards a model that always says 1 (SmolLM2 nearly does).
+    total = rng.choice(sorted(set(totals.values())))
+    letter = rng.choice([c for c, t in totals.items() if t == total])
     return Problem(f"count{n_words}-{index}", count_question(letter, words), str(total), "math", (),
                    {"task": "count", "difficulty": n_words, "words": words, "letter": letter,
                     "counts": [w.count(letter) for w in words]})
