@@ -6,6 +6,7 @@ random config with ``sliding_window=8`` and sequences well past the window; one 
 embedded SmolLM2.
 """
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_tiny_model
@@ -161,6 +162,33 @@ def test_max_tokens_refusal_changes_nothing(lively):
     mgr.check_invariants()
 
 
+def test_failed_forward_changes_nothing(lively):
+    mgr = KVCacheManager(lively, self_check=False)
+    kids = mgr.fork(mgr.prefill(PROMPT), 2)
+    mgr.decode(kids, [[1], [2, 3]])
+    snapshot = (mgr.stats(), [k.token_ids for k in kids], [k.logits for k in kids])
+
+    def broken(**kwargs):
+        raise RuntimeError("out of memory")
+
+    mgr.model = broken
+    with pytest.raises(RuntimeError, match="out of memory"):
+        mgr.decode(kids, [[4, 5, 6], [7]])
+    mgr.model = lively
+    assert (mgr.stats(), [k.token_ids for k in kids], [k.logits for k in kids]) == snapshot
+    mgr.check_invariants()
+    torch.testing.assert_close(mgr.decode(kids, [[8], [9]])[1], last_logits(lively, PROMPT + [2, 3, 9]), atol=1e-4, rtol=1e-4)
+
+
+def test_chunked_prefill_equals_one_shot(lively):
+    one = KVCacheManager(lively, self_check=False)
+    chunked = KVCacheManager(lively, self_check=False, prefill_chunk=5)
+    a, b = one.prefill(PROMPT), chunked.prefill(PROMPT)
+    assert chunked.stats().forwards == 3 and b.token_ids == PROMPT
+    torch.testing.assert_close(a.logits, b.logits, atol=1e-4, rtol=1e-4)
+    chunked.check_invariants()
+
+
 def test_bad_arguments_are_refused(lively):
     mgr = KVCacheManager(lively, self_check=False)
     root = mgr.prefill([1, 2, 3])
@@ -188,7 +216,7 @@ def test_bad_arguments_are_refused(lively):
 def test_one_token_per_branch_shorthand(lively):
     mgr = KVCacheManager(lively, self_check=False)
     kids = mgr.fork(mgr.prefill(PROMPT), 3)
-    a = mgr.decode(kids, torch.tensor([5, 6, 7]))
+    a = mgr.decode(kids, [np.int64(5), torch.tensor(6), 7])
     b_mgr = KVCacheManager(lively, self_check=False)
     b_kids = b_mgr.fork(b_mgr.prefill(PROMPT), 3)
     torch.testing.assert_close(a, b_mgr.decode(b_kids, [[5], [6], [7]]))

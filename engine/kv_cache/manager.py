@@ -18,6 +18,7 @@ never more than doubles the work; ``stats().padding_tokens`` shows what padding 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -91,11 +92,15 @@ class KVCacheManager:
     Refuses (``TTScaleError``), at construction, architectures it cannot serve (see
     :mod:`engine.kv_cache.support`) and models whose forward ignores the tree's masks or positions (a short
     self-check against a plain forward; ``self_check=False`` skips it). ``max_tokens`` caps the distinct tokens
-    stored; a call that would pass it is refused and changes nothing.
+    stored; a call that would pass it is refused and changes nothing. Prompts longer than ``prefill_chunk`` are
+    prefilled in chunks of that many tokens, which bounds the 4-D mask at ``prefill_chunk x prompt length``.
     """
 
-    def __init__(self, model, max_tokens: int | None = None, self_check: bool = True):
+    def __init__(self, model, max_tokens: int | None = None, self_check: bool = True, prefill_chunk: int = 1024):
+        if not isinstance(prefill_chunk, int) or prefill_chunk < 1:
+            raise TTScaleError(f"prefill_chunk must be a positive int, got {prefill_chunk!r}; the default 1024 suits most prompts")
         self.model = model
+        self.prefill_chunk = prefill_chunk
         self.layout = inspect_model(model)
         self._alloc = SlotAllocator(max_tokens)
         self._tree = SegmentTree(self._alloc)
@@ -112,13 +117,23 @@ class KVCacheManager:
         Refuses an empty prompt or ids outside the vocabulary.
         """
         tokens = self._token_list(prompt_ids, "prompt_ids")
-        slots = self._alloc.alloc(len(tokens))
+        first, rest = tokens[: self.prefill_chunk], tokens[self.prefill_chunk:]
+        slots = self._alloc.alloc(len(first))
+        work = [0, 0, 0]
         try:
-            logits = self._run([RowSpec([], tokens, slots)])  # (1, V)
+            logits = self._run([RowSpec([], first, slots)], work)  # (1, V)
         except BaseException:
             self._give_back(slots)
             raise
-        return Branch(self, self._tree.new_root(tokens, slots), logits[0])
+        self._count(work)
+        root = Branch(self, self._tree.new_root(first, slots), logits[0])
+        try:
+            for at in range(0, len(rest), self.prefill_chunk):
+                self.decode([root], [rest[at: at + self.prefill_chunk]])
+        except BaseException:
+            self.release(root)
+            raise
+        return root
 
     def fork(self, branch: Branch, n: int) -> list[Branch]:
         """Return ``n`` new branches that share everything ``branch`` holds (no copy); ``branch`` stays live.
@@ -137,6 +152,7 @@ class KVCacheManager:
         (a list of ints or a 1-D tensor). Returns ``(len(branches), V)`` logits and sets each ``branch.logits``.
         Refuses dead or foreign branches, a branch listed twice, empty token lists and out-of-vocabulary ids.
         """
+        branches = list(branches)
         bids = [self._bid(b, f"branches[{i}]") for i, b in enumerate(branches)]
         if not bids:
             raise TTScaleError("decode(branches=[]) needs at least one branch")
@@ -148,17 +164,19 @@ class KVCacheManager:
         for t in new:
             per_row.append(slots[at: at + len(t)])
             at += len(t)
+        work = [0, 0, 0]
         try:
             rows = [RowSpec(self._tree.slots(bid), t, s) for bid, t, s in zip(bids, new, per_row)]
             out = None
             for group in _row_groups([len(t) for t in new]):
-                logits = self._run([rows[i] for i in group])  # (len(group), V)
+                logits = self._run([rows[i] for i in group], work)  # (len(group), V)
                 if out is None:
                     out = logits.new_empty((len(bids), logits.shape[-1]))
                 out[group] = logits
         except BaseException:
             self._give_back(slots)
             raise
+        self._count(work)
         for i, (bid, t, s) in enumerate(zip(bids, new, per_row)):
             self._tree.append(bid, t, s)
             branches[i].logits = out[i]
@@ -213,8 +231,11 @@ class KVCacheManager:
 
     # ------------------------------------------------------------------ helpers
 
-    def _run(self, rows: list[RowSpec]) -> torch.Tensor:
-        """One forward over ``rows``; returns (B, V) logits at each row's last new token."""
+    def _run(self, rows: list[RowSpec], work: list[int]) -> torch.Tensor:
+        """One forward over ``rows``; returns (B, V) logits at each row's last new token.
+
+        Adds [real tokens, padded positions, 1] to ``work``; the caller counts it only if the call commits.
+        """
         lay = self.layout
         plan = build_plan(rows, lay.windows, lay.dtype, lay.device)
         self._storage.resize(self._alloc.capacity)
@@ -226,12 +247,17 @@ class KVCacheManager:
             kwargs["logits_to_keep"] = plan.last_index  # lm_head only at each row's last new token
         with torch.no_grad():
             logits = self.model(**kwargs).logits  # (B, 1, V), or (B, T, V) without logits_to_keep
-        self._computed += plan.real_tokens
-        self._padding += plan.padded_tokens
-        self._forwards += 1
+        work[0] += plan.real_tokens
+        work[1] += plan.padded_tokens
+        work[2] += 1
         if logits.shape[1] != 1:
             logits = torch.take_along_dim(logits, plan.last_index[..., None], dim=1)
         return logits[:, 0]  # (B, V)
+
+    def _count(self, work: list[int]) -> None:
+        self._computed += work[0]
+        self._padding += work[1]
+        self._forwards += work[2]
 
     def _give_back(self, slots: list[int]) -> None:
         self._alloc.free(slots)
@@ -245,28 +271,31 @@ class KVCacheManager:
         return branch.id
 
     def _token_list(self, ids, what: str) -> list[int]:
+        """Validate one sequence of ids (list, tuple, 1-D or (1, T) tensor) and return it as a list of ints."""
         if isinstance(ids, torch.Tensor):
             if ids.dim() == 2 and ids.shape[0] == 1:
                 ids = ids[0]
             if ids.dim() != 1:
                 raise TTScaleError(f"{what} must be a 1-D sequence of token ids, got a tensor of shape {tuple(ids.shape)}")
             ids = ids.tolist()
-        ids = list(ids)
-        if not ids:
+        out, v = [], self.layout.vocab_size
+        for t in ids:
+            t = _as_id(t)
+            if t is None or not 0 <= t < v:
+                raise TTScaleError(f"{what} holds {t!r}, which is not a token id in [0, {v}); pass ids from the model's tokenizer")
+            out.append(t)
+        if not out:
             raise TTScaleError(f"{what} is empty; give at least one token id")
-        v = self.layout.vocab_size
-        bad = [t for t in ids if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < v]
-        if bad:
-            raise TTScaleError(f"{what} holds {bad[0]!r}, which is not a token id in [0, {v}); pass ids from the model's tokenizer")
-        return ids
+        return out
 
     def _token_lists(self, tokens, n: int) -> list[list[int]]:
+        """One list of ids per branch; a bare id (int, numpy int, 0-d tensor) means a one-token list."""
         if isinstance(tokens, torch.Tensor):
             tokens = tokens.tolist()
         tokens = list(tokens)
         if len(tokens) != n:
             raise TTScaleError(f"decode got {n} branches but {len(tokens)} token lists; give one list (or one id) per branch")
-        return [self._token_list([t] if isinstance(t, int) else t, f"tokens[{i}]") for i, t in enumerate(tokens)]
+        return [self._token_list([t] if _as_id(t) is not None else t, f"tokens[{i}]") for i, t in enumerate(tokens)]
 
     def _self_check(self) -> None:
         """Prove on 6 tokens that this model honours the tree's masks and positions, then leave no trace."""
@@ -298,6 +327,18 @@ class KVCacheManager:
                         )
         self._tree.tokens_stored = self._computed = self._padding = self._forwards = 0
         self._storage.peak_bytes = 0
+
+
+def _as_id(t) -> int | None:
+    """``t`` as a Python int if it is one integer (int, numpy integer, 0-d integer tensor), else None; bools are not ids."""
+    if isinstance(t, bool):
+        return None
+    if isinstance(t, torch.Tensor):
+        return int(t) if t.dim() == 0 and not t.is_floating_point() else None
+    try:
+        return operator.index(t)
+    except TypeError:
+        return None
 
 
 def _row_groups(counts: list[int]) -> list[list[int]]:
