@@ -119,6 +119,32 @@ def test_prompt_is_held_once_and_forward_tokens_equal_tree_tokens(lively):
     assert (st.memory_bytes, st.reserved_bytes, st.tree_tokens, st.branches, st.nodes) == (0, 0, 0, 0, 0)
 
 
+def test_beam_like_fork_and_prune_computes_every_token_once(lively):
+    """The search module's loop: expand each beam into 2, decode a 3-token step, keep the best 4, release the rest."""
+    mgr = KVCacheManager(lively, self_check=False)
+    root = mgr.prefill(PROMPT)
+    beams = mgr.fork(root, 1)
+    mgr.release(root)
+    for step in range(4):
+        kids = [k for b in beams for k in mgr.fork(b, 2)]
+        mgr.release(beams)
+        firsts = [int(k.logits.topk(2).indices[i % 2]) for i, k in enumerate(kids)]
+        for j in range(3):
+            mgr.decode(kids, [[t] for t in firsts] if j == 0 else [int(k.logits.argmax()) for k in kids])
+        ranked = sorted(kids, key=lambda k: -float(k.logits.max()))
+        beams, pruned = ranked[:4], ranked[4:]
+        mgr.release(pruned)
+        mgr.check_invariants()
+    st = mgr.stats()
+    assert st.tokens_computed == st.tokens_stored and st.padding_tokens == 0  # nothing recomputed, nothing padded
+    assert st.tree_tokens < sum(b.length for b in beams)  # survivors still share their common prefix
+    assert st.memory_bytes == st.tree_tokens * st.bytes_per_token
+    for b in beams:
+        torch.testing.assert_close(b.logits, last_logits(lively, b.token_ids), atol=1e-4, rtol=1e-4)
+    mgr.release(beams)
+    assert mgr.stats().memory_bytes == mgr.stats().reserved_bytes == 0
+
+
 def test_truncate_to_a_step_boundary_then_continue_matches_scratch(lively):
     mgr = KVCacheManager(lively)
     root = mgr.prefill(PROMPT)
