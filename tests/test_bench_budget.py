@@ -1,0 +1,18 @@
+"""The budget benchmark's accounting on the real model (small settings; speed itself is not asserted here)."""
+
+import json
+
+from benchmarks.bench_budget import bench
+
+
+def test_budget_benchmark_accounting():
+    result = bench(batch_sizes=(2,), num_ignore=2, max_thinking_tokens=24, max_answer_tokens=4)
+    fig = result["figures"]["batch2"]
+    assert fig["ttscale"]["reprefill_tokens"] == 0 and fig["ttscale"]["generate_calls"] == 1
+    assert fig["reference"]["reprefill_tokens"] > 0 and fig["reference"]["generate_calls"] >= 2
+    assert fig["plain"]["steps"] == fig["ttscale"]["steps"]
+    assert fig["plain"]["forward_tokens"] == fig["ttscale"]["forward_tokens"]
+    assert fig["reference"]["forward_tokens"] > fig["ttscale"]["forward_tokens"]
+    # Greedy: one generate call with in-place injections follows s1's multi-call loop token for token.
+    assert fig["greedy_thinking_identical_rows"] == "2/2"
+    json.dumps(result)
