@@ -230,7 +230,7 @@ def load_dataset_rows(name_or_path: str, limit: int | None = None, field_map: st
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise TTScaleError(f"--limit {limit!r}: must be a positive integer, or omitted for the whole dataset")
     name = (name_or_path or "").strip()
-    if name.startswith("synthetic"):
+    if name == "synthetic" or name.startswith("synthetic:"):
         from benchmarks.synthetic import load_synthetic  # synthetic builds Problems; imported late to avoid a cycle
 
         if field_map:

@@ -94,6 +94,8 @@ def test_local_jsonl_with_field_map(tmp_path):
     path = write_jsonl(tmp_path / "mine.jsonl", [{"uid": "x", "problem": "2+3?", "sol": "5", "src": "me"},
                                                  {"uid": "y", "problem": "2*3?", "sol": 6, "src": "me"}])
     probs = load_dataset_rows(path, field_map="question=problem,answer=sol,id=uid")
+    os.rename(path, tmp_path / "synthetic_mine.jsonl")  # a file whose name starts like a generated set is still a file
+    assert load_dataset_rows(str(tmp_path / "synthetic_mine.jsonl"), field_map={"answer": "sol", "id": "uid"}) == probs
     assert probs == [Problem("x", "2+3?", "5"), Problem("y", "2*3?", "6")]
     assert probs[0].meta == {"src": "me"}
     assert parse_field_map({"question": "q"}) == {"question": "q"}
