@@ -319,12 +319,25 @@ class BudgetForcingProcessor(LogitsProcessor):
             self._observe(i, self.states[i], tok, p)
 
     def finish(self, sequences: torch.LongTensor) -> list[RowState]:
-        """Observe the final token of each row and close unfinished rows as ``length``; returns the row states."""
+        """Observe the final token of each row of ``generate``'s output and close unfinished rows as ``length``."""
         if self.states is None:
             return []
-        if sequences.shape[1] - self.prompt_len == self.calls:
-            self._observe_last(sequences[:, -1])
+        last = sequences[:, -1] if sequences.shape[1] - self.prompt_len == self.calls else None
+        return self.finish_last(last)
+
+    def finish_last(self, last_tokens: torch.LongTensor | None) -> list[RowState]:
+        """For callers running their own decode loop (search): observe the (B,) tokens chosen after the last call,
+        if any, close unfinished rows as ``length``, and return the row states. In such a loop call the processor
+        as ``proc(last_tokens[:, None], scores)``: it reads only the last column of ``input_ids``."""
+        if self.states is None:
+            return []
+        if last_tokens is not None:
+            self._observe_last(last_tokens)
         for st in self.states:
             if st.phase != DONE:
                 st.finish_reason = "length"
         return self.states
+
+    def row_phase(self, row: int) -> str:
+        """The phase of one row now: ``thinking``, ``answer`` or ``done``."""
+        return self.states[row].phase if self.states is not None else THINKING
