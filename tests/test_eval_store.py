@@ -148,9 +148,13 @@ def test_resume_with_a_different_number_of_processes(tmp_path):
 
 
 WORKER = textwrap.dedent("""
-    import sys, time
+    import sys, time, types
     sys.path.insert(0, {repo!r})
+    # A bare 'engine' package: the store needs engine.errors only, and engine/__init__ would import torch (seconds).
+    sys.modules["engine"] = types.ModuleType("engine")
+    sys.modules["engine"].__path__ = [{repo!r} + "/engine"]
     from benchmarks.store import RunStore, new_row
+    assert "torch" not in sys.modules
     store = RunStore({out!r}, {config!r})
     for i in range(40):
         setting = {{"n": 4}}
