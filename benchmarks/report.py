@@ -5,10 +5,10 @@
 
 One *run* in s1's sense is one (method, setting): its accuracy with a 95% Wilson interval, and its x value, the
 mean of the rows' ``compute`` (average thinking tokens for sequential methods, N for parallel ones).
-Per method (per *series*: a parallel method swept over more than ``n``, e.g. beam over m, gets one curve and one
-metrics entry per value, named ``beam (m=4)``), s1's Control / Scaling / Performance (``benchmarks.metrics``) are computed over its runs; Control
+Per method, s1's Control / Scaling / Performance (``benchmarks.metrics``) are computed over its runs. Control
 uses each setting's ``max_thinking_tokens`` / ``min_thinking_tokens`` as that run's bounds (None when a method
-has no bounds, as for parallel methods); for parallel methods Scaling is per added sample of N.
+has no bounds, as for parallel methods); for parallel methods Scaling is per added sample of N. A parallel
+method swept over more than ``n`` (beam over m) gets one curve and one metrics entry per value: ``beam (m=4)``.
 
 The figure has two panels, as in s1 Fig. 4 and the search-and-learn plots: accuracy against average thinking
 tokens (sequential methods) and accuracy against N on a log2 axis (parallel methods); error bars are the 95%
@@ -22,7 +22,7 @@ import os
 from collections import defaultdict
 
 from benchmarks.metrics import Run, accuracy, scaling_metrics
-from benchmarks.store import PARALLEL_METHODS, SEQUENTIAL_METHODS, natural_key, canonical_json, read_config, read_samples
+from benchmarks.store import PARALLEL_METHODS, SEQUENTIAL_METHODS, canonical_json, natural_key, read_config, read_samples
 from engine.errors import TTScaleError
 
 METRICS = "metrics.json"
