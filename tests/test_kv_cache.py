@@ -16,6 +16,15 @@ from engine.errors import TTScaleError
 from engine.kv_cache import KVCacheManager
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Exactness tests, not speed tests: one intra-op thread avoids OpenMP stalls when other suites share the 2 cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def lively():
     """Tiny Llama on SmolLM2's vocabulary whose greedy output varies from step to step."""
