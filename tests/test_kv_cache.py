@@ -68,12 +68,13 @@ def test_greedy_from_forked_branches_matches_generate_from_scratch(lively):
     kids = mgr.fork(root, 4)
     mgr.release(root)
     # different forced openings, one of them two tokens long, so the batch holds branches of different depths
-    firsts = root_top = kids[0].logits.topk(4).indices.tolist()
-    mgr.decode(kids, [[firsts[0]], [firsts[1], 42], [firsts[2]], [firsts[3]]])
+    top = kids[0].logits.topk(4).indices.tolist()
+    openings = [[top[0]], [top[1], 42], [top[2]], [top[3]]]
+    mgr.decode(kids, openings)
     forwards = mgr.stats().forwards
     greedy(mgr, kids, 12)
     assert mgr.stats().forwards == forwards + 12  # one forward per step for all branches together
-    for kid, opening in zip(kids, ([root_top[0]], [root_top[1], 42], [root_top[2]], [root_top[3]])):
+    for kid, opening in zip(kids, openings):
         prefix = PROMPT + opening
         assert kid.token_ids[: len(prefix)] == prefix
         assert kid.token_ids[len(prefix):] == generate_from_scratch(lively, prefix, 12)

@@ -16,6 +16,13 @@ each branch at its true offset.
 
 Masks are additive floats (0 or the dtype's minimum): the form both the eager and the SDPA attention of
 transformers accept unchanged (REFERENCE §5: 4-D masks pass through ``create_causal_mask`` as they are).
+
+Why one row per branch rather than all new tokens packed into one sequence: packed, every query scores every
+stored key of every branch (cost ~ B x all tokens in the tree, quadratic in divergent branches); in rows it scores
+only its own ancestors (B x longest branch). The price is that each row gathers its prefix from the pool, one layer
+at a time; that copy is a temporary freed after the layer's attention, so what is *held* stays one copy of the
+prefix, and it is the same traffic as DynamicCache's own ``torch.cat`` of its whole cache at every step.
+Sliding-window layers gather only the last ``W - 1`` stored keys of a row.
 """
 
 from __future__ import annotations
