@@ -34,6 +34,7 @@ class TreeCacheLayer(CacheLayerMixin):
         self.is_sliding = kind == "sliding_attention"
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        """Nothing to allocate here: the storage allocates a layer's pools on its first write."""
         self.is_initialized = True  # the pools are allocated by the storage on first write
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,13 +50,16 @@ class TreeCacheLayer(CacheLayerMixin):
         return self.storage.gather(self.layer_idx, self.plan.gather[self.kind])
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        """(key length this layer returns, offset 0); only read if a model builds its own mask."""
         return self.plan.gather[self.kind].shape[1], 0
 
     def get_seq_length(self) -> int:
+        """Longest stored prefix among this forward's rows."""
         # Rows have different lengths; the longest stored prefix is the only single number that makes sense.
         return self.plan.max_past
 
     def get_max_length(self) -> int:
+        """No fixed maximum (-1): the pool grows up to the manager's ``max_tokens``."""
         return -1
 
 

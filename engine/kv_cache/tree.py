@@ -80,13 +80,16 @@ class SegmentTree:
 
     @property
     def num_nodes(self) -> int:
+        """Live segments."""
         return len(self._nodes)
 
     @property
     def num_branches(self) -> int:
+        """Live branch handles."""
         return len(self._branch_node)
 
     def is_live(self, bid: int) -> bool:
+        """Whether ``bid`` is a branch that was created and not yet released."""
         return bid in self._branch_node
 
     def length(self, bid: int) -> int:
