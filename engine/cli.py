@@ -120,7 +120,8 @@ def _print_text(results, out) -> None:
     for i, r in enumerate(results):
         capped = ", capped" if r.forced_stop else ""
         print(f"━━ [{i + 1}/{len(results)}] {r.prompt}", file=out)
-        print(f"── thinking ({r.thinking_tokens} tokens, {r.waits_injected} continuations injected{capped})", file=out)
+        waits = f"{r.waits_injected} continuation{'' if r.waits_injected == 1 else 's'} injected"
+        print(f"── thinking ({r.thinking_tokens} tokens, {waits}{capped})", file=out)
         print(r.thinking.strip(), file=out)
         print(f"── answer ({r.answer_tokens} tokens, finish: {r.finish_reason})", file=out)
         print(r.answer, file=out)

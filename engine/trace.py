@@ -98,7 +98,8 @@ def render_trace(records: list[dict], color: bool = True, prompt_index: int | No
             text = t["text"]
             if t["source"] == "forced":
                 label = REASON_LABELS.get(t["reason"], t["reason"])
-                parts.append(paint(f"«{text}»", "33") + paint(f"{{{label}}}", "2"))
+                shown = text.replace("\n", "\\n")  # a forced newline stays visible inside its brackets
+                parts.append(paint(f"«{shown}»", "33") + paint(f"{{{label}}}", "2"))
             elif t["kind"] in ("delimiter", "end"):
                 parts.append(paint(text, "2"))
             else:
