@@ -183,8 +183,8 @@ def solution_steps(question: str) -> list[str]:
 _OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
 _AST_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 _NUM = r"(-?\d+(?:\.\d+)?)"
-_ANSWER = re.compile(r"\\boxed\{\s*" + _NUM + r"\s*\}|(?:answer|final (?:number|result|value|total)|total)\s*(?:is|:|=)?\s*:?\s*[*$]*\s*" + _NUM,
-                     re.IGNORECASE)
+_ANSWER = re.compile(r"\\boxed\{\s*" + _NUM + r"\s*\}|(?:answer|final (?:number|result|value|total)|total)\s*(?:is|:|=)?\s*:?\s*[*$]*\s*"
+                     + _NUM + r"\b(?!\s*[+\-*/=])", re.IGNORECASE)  # "the answer is 8 - 1 = 7" is an equation, not "8"
 _VALUE = re.compile(r"\b(?:gives|give|get|gets|got|becomes|become|equals|equal to|results in|makes|leaves|yields|is now|is)\s+"
                     r"(?:us\s+|me\s+)?" + _NUM + r"\b(?!\s*[+\-*/])", re.IGNORECASE)
 _EXPR_TAIL = re.compile(r"[\d\s+\-*/().]*\d[\d\s)]*$")

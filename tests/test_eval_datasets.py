@@ -194,6 +194,7 @@ def test_checker_reads_common_model_phrasings():
     assert check_steps(q, ["1. 6 + 8 = 14", "2. 14 x 2 = 28", "So the answer is 28."]) == [1.0, 1.0, 1.0]
     assert check_steps(q, ["What is (6 + 8) * 2?", "6 plus 8 is 14, which gives 28."]) == [0.5, 1.0]
     assert check_steps(q, ["The sum of 8 and 6 is 48.", "48 * 2 = 96"]) == [0.0, 0.0]
+    assert check_steps("What is 8 - 1?", ["We need the difference.", "The answer is 8 - 1 = 7."]) == [0.5, 1.0]
     c = 'How many times does the letter "a" appear in total in the words "banana", "pizza"?'
     assert check_steps(c, ["The letter a appears 3 times in banana and 1 time in pizza.", "The total is 4."]) == [1.0, 1.0]
     assert check_steps(c, ["The total of 3 and 1 is 5."]) == [0.0]
