@@ -8,9 +8,11 @@ Two tasks, each deterministic in ``(seed, index, difficulty)`` so that a longer 
                         K words (default K = 1); per-word counts and their sums are verified.
     synthetic           = synthetic:arith:1
 
-The questions are plain arithmetic notation on purpose: calibrated on the embedded SmolLM2-135M-Instruct, it
-solves "What is 7 + 5?" far more often than "Start with 7. Add 5." (which it misreads as a remainder), so the
-easy settings give a small model a non-trivial, non-zero accuracy.
+The questions are plain arithmetic notation on purpose: the embedded SmolLM2-135M-Instruct solves "What is 7 + 5?"
+far more often than "Start with 7. Add 5." (which it misreads as a remainder). Calibration (greedy, chat template,
+question as the user turn, last integer of the reply, 24 problems, seed 0): arith:1 58% (54% with 64 new tokens;
+~56 tokens generated), arith:2 4%; count:1 42%, below answering "1" every time (50%), count:2 0%. So arith:1
+is the easy setting with signal for small models; count and K >= 2 are for stronger ones.
 
 :func:`check_steps` scores the steps of a solution the way a process reward model would (usable as the
 programmatic verifier ``benchmarks.synthetic:check_steps``). A step's *claims* are read from its text:
