@@ -1,0 +1,204 @@
+"""Expansion: extend many branches by whole steps in one decode loop over the prefix-sharing KV cache.
+
+Every row is one branch of :class:`engine.kv_cache.KVCacheManager` (any problem, any depth). Each iteration:
+
+    1. choose   logits of every active row (B, V) -> warpers (sampled rows) -> budget forcing (rows that have it)
+                -> argmax (greedy rows) or one multinomial draw per row from a shared torch.Generator
+    2. cut      the token ends the row's step when it is an end token (``stop``), when the step's text now holds
+                the delimiter after some non-blank text (``delimiter``; matched as a string, because models
+                write ``\\n\\n`` both as one token and as two, REFERENCE §5), or when the step has
+                ``max_step_tokens`` tokens (``cap``; on the last allowed step: ``length``)
+    3. decode   one forward for every row whose branch goes on, the new token appended to its branch
+
+A step always ends on a token boundary and tokens are never re-tokenised, so the concatenated steps of a branch
+are exactly the tokens sampled: greedy expansion equals greedy generation. Tokens that end a branch (an end token,
+the last step's cap) are recorded but never run through the model: nothing would read their keys.
+
+The last allowed step (``max_steps``) ignores the delimiter and runs to an end token or its cap, like
+search-and-learn's last iteration (REFERENCE §3).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.kv_cache import Branch, KVCacheManager
+from engine.logits.budget import BudgetConfig, BudgetForcingProcessor, BudgetTokens, RowState
+from engine.logits.sampling import SamplingConfig
+
+DELIMITER, CAP, STOP, LENGTH = "delimiter", "cap", "stop", "length"
+
+
+@dataclass
+class Step:
+    """One generated step: its tokens (an end token included when it ended on one), its text, and why it ended."""
+
+    tokens: list[int]
+    text: str
+    end: str
+
+    @property
+    def finished(self) -> bool:
+        """True when the branch ends with this step (``stop`` or ``length``)."""
+        return self.end in (STOP, LENGTH)
+
+
+class BranchBudget:
+    """Budget forcing for one branch: a :class:`BudgetForcingProcessor` driven one row at a time, forked with it.
+
+    Search branches are forked and pruned between tokens, so each branch carries its own one-row processor; a fork
+    copies the row state (thinking count, queued forced tokens) and shares the random generator. Call it with the
+    branch's (1, V) warped scores before choosing, then :meth:`chose` with the chosen token.
+    """
+
+    def __init__(self, tokens: BudgetTokens, budget: BudgetConfig, greedy: bool, seed: int | None):
+        self.proc = BudgetForcingProcessor(tokens, budget, greedy=greedy, seed=seed)
+        self._last: int | None = None   # chosen at the last call, observed by the processor at the next one
+
+    def __call__(self, scores: torch.Tensor) -> torch.Tensor:
+        """(1, V) scores -> (1, V) scores with this branch's forced token or blocked endings applied."""
+        last = torch.tensor([[0 if self._last is None else self._last]], device=scores.device)  # (1, 1); only read after a first call
+        return self.proc(last, scores)
+
+    def chose(self, token: int) -> None:
+        """Record the token the branch got, for the processor to observe at its next call."""
+        self._last = token
+
+    def fork(self, seed: int | None = None, greedy: bool = False) -> BranchBudget:
+        """A copy that continues independently. ``seed`` seeds a copy that has not run yet (so siblings forked from
+        a fresh root draw differently); ``greedy=True`` makes it decide end attempts by argmax (lookahead rows)."""
+        new = copy.copy(self)
+        new.proc = copy.copy(self.proc)
+        new.proc.states = copy.deepcopy(self.proc.states)
+        if seed is not None and self.proc.states is None:
+            new.proc.seed = seed
+        if greedy:
+            new.proc.greedy = True
+        return new
+
+    def state(self) -> RowState | None:
+        """The row state after observing the last token (finish reason ``length`` if it has not ended); None if unused."""
+        probe = self.fork()
+        states = probe.proc.finish_last(None if self._last is None else torch.tensor([self._last]))
+        return states[0] if states else None
+
+
+@dataclass
+class Row:
+    """One branch to extend in :meth:`Expander.expand`.
+
+    ``depth``: steps the branch already has. ``steps_wanted``: steps to generate now (None: until it ends).
+    ``greedy``: argmax instead of sampling. ``tag``: the caller's bookkeeping. Filled in by ``expand``: ``steps``
+    and ``computed`` (tokens this row ran through the model).
+    """
+
+    branch: Branch
+    depth: int = 0
+    steps_wanted: int | None = 1
+    greedy: bool = False
+    budget: BranchBudget | None = None
+    tag: object = None
+    steps: list[Step] = field(default_factory=list)
+    computed: int = 0
+    _current: list[int] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        """True once the branch ended or produced the steps it was asked for."""
+        return bool(self.steps) and (self.steps[-1].finished or (self.steps_wanted is not None and len(self.steps) >= self.steps_wanted))
+
+
+class Expander:
+    """Decodes rows step by step over one :class:`KVCacheManager`.
+
+    ``end_ids`` end a branch; ``delimiter`` ends a step; ``max_steps`` / ``max_step_tokens`` bound depth and step
+    length; ``sampling`` and ``generator`` decide sampled rows. Refuses nothing itself: :class:`SearchConfig` and
+    :class:`SamplingConfig` validate the settings.
+    """
+
+    def __init__(self, manager: KVCacheManager, tokenizer, end_ids, delimiter: str, max_steps: int, max_step_tokens: int,
+                 sampling: SamplingConfig, generator: torch.Generator):
+        self.manager, self.tokenizer = manager, tokenizer
+        self.end_ids = frozenset(int(t) for t in end_ids)
+        self.delimiter, self.max_steps, self.max_step_tokens = delimiter, max_steps, max_step_tokens
+        self.warpers = sampling.warpers()
+        self.generator = generator
+        self._window = len(delimiter) + 2  # tokens whose text must hold a delimiter that the newest token completed
+
+    def text(self, tokens: list[int]) -> str:
+        """Text of generated tokens, end tokens left out."""
+        return self.tokenizer.decode([t for t in tokens if t not in self.end_ids], skip_special_tokens=False,
+                                     clean_up_tokenization_spaces=False)
+
+    def expand(self, rows: list[Row], on_token: Callable[[int], None] | None = None) -> None:
+        """Generate until every row is done; fills ``row.steps`` and ``row.computed``. ``on_token(k)`` after each
+        iteration that chose k tokens (for a progress bar)."""
+        active = [r for r in rows if not r.done]
+        while active:
+            logits = torch.stack([r.branch.logits for r in active])  # (B, V)
+            chosen = self._choose(active, logits)
+            go_on, feed, still = [], [], []
+            for r, t in zip(active, chosen):
+                r._current.append(t)
+                if r.budget is not None:
+                    r.budget.chose(t)
+                end = self._cut(r, t)
+                if end is not None:
+                    r.steps.append(Step(r._current, self.text(r._current), end))
+                    r._current = []
+                if end not in (STOP, LENGTH):
+                    go_on.append(r)
+                    feed.append(t)
+                if not r.done:
+                    still.append(r)
+            if go_on:
+                self.manager.decode([r.branch for r in go_on], feed)
+                for r in go_on:
+                    r.computed += 1
+            if on_token is not None:
+                on_token(len(active))
+            active = still
+
+    def _cut(self, row: Row, token: int) -> str | None:
+        """Why the row's current step ends at ``token``, or None when it goes on."""
+        if token in self.end_ids:
+            return STOP
+        last = row.depth + len(row.steps) + 1 >= self.max_steps
+        if not last and self._has_delimiter(row._current):
+            return DELIMITER
+        if len(row._current) >= self.max_step_tokens:
+            return LENGTH if last else CAP
+        return None
+
+    def _has_delimiter(self, current: list[int]) -> bool:
+        # Cheap test on the newest tokens first; then the whole step, where blank text before the delimiter
+        # (a step that opens with a blank line) does not count.
+        if self.delimiter not in self.text(current[-self._window:]):
+            return False
+        return self.delimiter in self.text(current).lstrip()
+
+    def _choose(self, rows: list[Row], logits: torch.Tensor) -> list[int]:
+        """(B, V) logits -> one token per row (warpers, then budget forcing, then argmax or a draw)."""
+        scores = logits.float()
+        sampled = [i for i, r in enumerate(rows) if not r.greedy]
+        if sampled and self.warpers:
+            idx = torch.tensor(sampled, device=scores.device)
+            part = scores.index_select(0, idx)
+            dummy = torch.zeros((len(sampled), 1), dtype=torch.long, device=scores.device)  # warpers ignore input_ids
+            for w in self.warpers:
+                part = w(dummy, part)
+            scores = scores.index_copy(0, idx, part)
+        if any(r.budget is not None for r in rows):
+            scores = torch.cat([r.budget(scores[i: i + 1]) if r.budget is not None else scores[i: i + 1]
+                                for i, r in enumerate(rows)])
+        out = scores.argmax(-1)  # (B,)
+        if sampled:
+            idx = torch.tensor(sampled, device=scores.device)
+            probs = torch.softmax(scores.index_select(0, idx), dim=-1)
+            draws = torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
+            out = out.index_copy(0, idx, draws)
+        return out.tolist()
