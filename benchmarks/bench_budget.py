@@ -124,7 +124,7 @@ def run_reference(engine, prompts, budget):
 
 
 def bench(model: str = "smollm2-135m", batch_sizes=(1, 16), num_ignore: int = 4, max_thinking_tokens: int = 256,
-          max_answer_tokens: int = 32, threads: int | None = None) -> dict:
+          max_answer_tokens: int = 32, threads: int | None = None, repeats: int = 3) -> dict:
     """Run the three competitors at each batch size and return the figures (see the module docstring)."""
     import transformers
 
@@ -139,9 +139,15 @@ def bench(model: str = "smollm2-135m", batch_sizes=(1, 16), num_ignore: int = 4,
     figures = {}
     for B in batch_sizes:
         prompts = [QUESTIONS[i % len(QUESTIONS)] for i in range(B)]
-        ours = run_ours(engine, prompts, budget)
-        plain = run_plain(engine, prompts, ours["steps"])
-        ref = run_reference(engine, prompts, budget)
+        # Interleaved repeats, fastest of each: a load spike on a shared machine then hurts no competitor alone.
+        ours = plain = ref = None
+        for _ in range(repeats):
+            o = run_ours(engine, prompts, budget)
+            p = run_plain(engine, prompts, o["steps"])
+            r = run_reference(engine, prompts, budget)
+            ours = o if ours is None or o["wall_s"] < ours["wall_s"] else ours
+            plain = p if plain is None or p["wall_s"] < plain["wall_s"] else plain
+            ref = r if ref is None or r["wall_s"] < ref["wall_s"] else ref
         same = sum(a == b for a, b in zip(ours.pop("texts"), ref.pop("texts")))
         for r in (ours, plain, ref):
             r["tokens_per_s"] = r["generated_tokens"] / r["wall_s"]
@@ -157,7 +163,8 @@ def bench(model: str = "smollm2-135m", batch_sizes=(1, 16), num_ignore: int = 4,
     return {
         "benchmark": "budget", "model": model,
         "config": {"batch_sizes": list(batch_sizes), "num_ignore": num_ignore, "max_thinking_tokens": max_thinking_tokens,
-                   "max_answer_tokens": max_answer_tokens, "decoding": "greedy", "format": "s1"},
+                   "max_answer_tokens": max_answer_tokens, "decoding": "greedy", "format": "s1", "repeats": repeats,
+                   "timing": "fastest of interleaved repeats"},
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()},
         "device": {"type": str(engine.model.device), "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()},
         "figures": figures,
@@ -171,6 +178,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-thinking-tokens", type=int, default=256)
     p.add_argument("--max-answer-tokens", type=int, default=32)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the fastest run of each competitor counts")
     p.add_argument("--json", action="store_true", help="print only the final JSON line")
 
 
@@ -189,9 +197,10 @@ def print_table(result: dict, out=sys.stdout) -> None:
 def main(args) -> int:
     from engine.errors import TTScaleError
 
-    if args.num_ignore < 0 or args.max_thinking_tokens < 1 or args.max_answer_tokens < 1 or any(b < 1 for b in args.batch_sizes):
-        raise TTScaleError("--num-ignore must be >= 0, and --max-thinking-tokens, --max-answer-tokens and --batch-sizes >= 1")
-    result = bench(args.model, tuple(args.batch_sizes), args.num_ignore, args.max_thinking_tokens, args.max_answer_tokens, args.threads)
+    if args.num_ignore < 0 or min(args.max_thinking_tokens, args.max_answer_tokens, args.repeats, *args.batch_sizes) < 1:
+        raise TTScaleError("--num-ignore must be >= 0, and --max-thinking-tokens, --max-answer-tokens, --repeats and --batch-sizes >= 1")
+    result = bench(args.model, tuple(args.batch_sizes), args.num_ignore, args.max_thinking_tokens, args.max_answer_tokens,
+                   args.threads, args.repeats)
     if not args.json:
         print_table(result)
     print(json.dumps(result))

@@ -6,7 +6,7 @@ from benchmarks.bench_budget import bench
 
 
 def test_budget_benchmark_accounting():
-    result = bench(batch_sizes=(2,), num_ignore=2, max_thinking_tokens=24, max_answer_tokens=4)
+    result = bench(batch_sizes=(2,), num_ignore=2, max_thinking_tokens=24, max_answer_tokens=4, repeats=1)
     fig = result["figures"]["batch2"]
     assert fig["ttscale"]["reprefill_tokens"] == 0 and fig["ttscale"]["generate_calls"] == 1
     assert fig["reference"]["reprefill_tokens"] > 0 and fig["reference"]["generate_calls"] >= 2
