@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+from engine.cli import import_optional
 
 BENCHMARKS = {"budget": "benchmarks.bench_budget", "search": "benchmarks.bench_search"}
 
@@ -12,11 +12,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="run a benchmark (ends with one JSON line)")
     bsub = p.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
     for name, module_name in BENCHMARKS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
+        module = import_optional(module_name)
+        if module is None:
             continue
         b = bsub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
         module.add_arguments(b)

@@ -192,14 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     ts.set_defaults(func=cmd_trace_show)
 
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.add_parser(sub)
+        module = import_optional(name)
+        if module is not None:
+            module.add_parser(sub)
     return parser
+
+
+def import_optional(name: str):
+    """Import a module that may not exist yet; None if it is missing (a missing dependency inside it still raises)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        return None
 
 
 def _quiet_libraries() -> None:
