@@ -1,0 +1,116 @@
+"""Selection, sharing, answer choice, configs and the search tree: pure Python, no model (STYLE §7)."""
+
+import json
+import math
+
+import pytest
+
+from engine.errors import TTScaleError
+from engine.search.config import SearchConfig
+from engine.search.select import Candidate, choose_answer, select, share, votes
+from engine.search.tree import SearchTree
+
+
+def test_select_keeps_best_unfinished_per_group_and_drops_duplicates():
+    cands = [Candidate(0, 0.4, key="a"), Candidate(0, 0.9, key="b"), Candidate(0, 0.2, finished=True, key="c"),
+             Candidate(1, 0.7, key="d"), Candidate(1, 0.8, key="d")]
+    sel = select(cands, keep=1)
+    assert (sel.kept, sel.finished, sel.pruned, sel.duplicates) == ([1, 3], [2], [0], [4])
+    assert [sel.status(i) for i in range(5)] == ["pruned", "kept", "finished", "kept", "duplicate"]
+    # the same text in another group is not a duplicate; without filtering the better copy wins
+    assert select([Candidate(0, 0.1, key="x"), Candidate(1, 0.2, key="x")], keep=1).kept == [0, 1]
+    assert select(cands, keep=1, filter_duplicates=False).kept == [1, 4]
+
+
+def test_beam_and_dvts_differ_only_in_grouping():
+    scores = [0.9, 0.8, 0.1, 0.2, 0.5, 0.6, 0.3, 0.4]
+    beam = select([Candidate(0, s) for s in scores], keep=2)                    # N = 8, M = 4: one group keeps 2
+    dvts = select([Candidate(i // 4, s) for i, s in enumerate(scores)], keep=1)  # N/M = 2 subtrees keep 1 each
+    assert beam.kept == [0, 1] and dvts.kept == [0, 5]
+    one_subtree = select([Candidate(0, s) for s in scores[:4]], keep=1)         # DVTS with one subtree == beam N = M
+    assert one_subtree.kept == select([Candidate("problem", s) for s in scores[:4]], keep=4 // 4).kept == [0]
+
+
+def test_select_ties_and_missing_scores():
+    sel = select([Candidate(0, None), Candidate(0, 0.5), Candidate(0, math.nan), Candidate(0, 0.5)], keep=2)
+    assert sel.kept == [1, 3] and sel.pruned == [0, 2]           # ties go to the earlier; None/NaN rank last
+    assert select([Candidate(0, 0.3)], keep=5).kept == [0]     # fewer candidates than keep: all survive
+    assert select([Candidate(0, 0.3, finished=True)], keep=1).kept == []
+    with pytest.raises(TTScaleError, match="at least one"):
+        select([Candidate(0, 0.3)], keep=0)
+
+
+def test_share_refills_the_group_width():
+    assert share(2, 8) == [4, 4]                  # every survivor expands M
+    assert share(3, 8) == [3, 3, 2]               # fewer survivors: the first ones get one more
+    assert share(1, 4) == [4] and share(4, 4) == [1, 1, 1, 1] and share(0, 4) == []
+    with pytest.raises(TTScaleError):
+        share(5, 4)
+
+
+def test_choose_answer_rules():
+    answers = ["5", "6", "6", None, "5.0"]
+    scores = [0.9, 0.3, 0.35, 0.99, 0.2]
+    assert choose_answer(answers, scores, "best") is None        # the best-scored completion has no answer
+    assert choose_answer(answers[:3], scores[:3], "best") == "5"
+    assert choose_answer(answers, scores, "weighted") == "5"     # 5 and 5.0 are one answer: 0.9 + 0.2 > 0.65
+    assert choose_answer(["5", "6", "6"], [0.9, 0.3, 0.35], "majority") == "6"
+    assert choose_answer(["5", "6", "6"], [None, None, None], "best") == "6"   # no scores: majority
+    assert choose_answer([], [], "weighted") is None
+    assert votes(["5", "6", "6"], [0.5, 0.3, 0.35]) == {"best": "5", "majority": "6", "weighted": "6"}
+    with pytest.raises(TTScaleError, match="unknown"):
+        choose_answer(["5"], [1.0], "median")
+
+
+def test_config_groups():
+    assert SearchConfig("beam", n=16, beam_width=4).groups() == [(16, 4)]
+    assert SearchConfig("dvts", n=16, beam_width=4).groups() == [(4, 1)] * 4
+    assert SearchConfig("best-of-n", n=3).groups() == [(1, 1)] * 3
+    assert SearchConfig("majority", n=3, beam_width=4).groups() == [(1, 1)] * 3   # M only matters to beam and dvts
+    assert not SearchConfig("majority").uses_prm and SearchConfig("weighted").answer_rule == "weighted"
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(n=0), "--n must be an integer >= 1, got 0"),
+    (dict(strategy="beam", n=6, beam_width=4), "--n 6 is not divisible by --beam-width 4"),
+    (dict(strategy="dvts", n=2, beam_width=4), "not divisible"),
+    (dict(strategy="greedy"), "--strategy 'greedy' is unknown"),
+    (dict(strategy="best-of-n", lookahead=1), "only applies to beam and dvts"),
+    (dict(agg="max"), "--agg 'max' is unknown"),
+    (dict(beam_width=0), "--beam-width must be"),
+    (dict(max_step_tokens=0), "--max-step-tokens must be"),
+    (dict(delimiter=""), "non-empty"),
+])
+def test_config_refusals(kw, message):
+    with pytest.raises(TTScaleError, match=message.replace("(", r"\(")):
+        SearchConfig(**kw)
+
+
+def test_tree_bookkeeping_and_json(tmp_path):
+    tree = SearchTree()
+    root = tree.add_root("q", [1, 2, 3], "prompt")
+    a = tree.add(root.id, [4, 5], "a\n\n", "delimiter", group=0)
+    b = tree.add(root.id, [6], "b", "cap", group=0)
+    c = tree.add(a.id, [7, 2], "c", "stop", group=0)
+    look = tree.add(b.id, [8], "d", "delimiter", kind="lookahead")
+    for node, status in ((a, "kept"), (b, "pruned"), (c, "finished")):
+        tree.mark(node.id, status)
+    tree.check()
+    assert tree.tokens() == 3 + 2 + 1 + 2 + 1 and tree.tokens(0) == 9
+    assert tree.step_texts(c.id) == ["a\n\n", "c"] and tree.path_tokens(c.id) == [4, 5, 7, 2]
+    assert c.finished and not a.finished and look.status == "lookahead" and tree.count("finished") == 1
+    assert tree.write(str(tmp_path / "t.json")) == 5
+    data = json.loads((tmp_path / "t.json").read_text())
+    assert data["problems"] == [{"question": "q", "root": 0}]
+    assert data["nodes"][3] == {"id": 3, "parent": 1, "problem": 0, "depth": 2, "tokens": [7, 2], "text": "c", "kind": "step",
+                                "group": 0, "status": "finished", "end": "stop", "step_scores": None, "score": None, "children": []}
+    open_node = tree.add(c.id, [9], "e", "delimiter")
+    with pytest.raises(AssertionError, match="never selected"):
+        tree.check()
+    tree.check(done=False)
+    with pytest.raises(TTScaleError, match="status"):
+        tree.mark(open_node.id, "alive")
+    with pytest.raises(TTScaleError, match="no tokens"):
+        tree.add(root.id, [], "", "stop")
+    with pytest.raises(TTScaleError, match="cannot write"):
+        tree.write(str(tmp_path / "no" / "such" / "dir.json"))
