@@ -8,6 +8,7 @@ Every flag is checked (and a verifier imported) before any model loads; a bad va
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from engine.errors import TTScaleError
@@ -108,6 +109,9 @@ def run(args) -> int:
         raise TTScaleError(f"--prm-protocol {args.prm_protocol!r} is unknown; use one of {', '.join(PROTOCOL_NAMES)}, "
                            "or --verifier module:function for a programmatic checker")
     args.verifier_prm = VerifierPRM.from_spec(args.verifier) if args.verifier else None
+    folder = os.path.dirname(os.path.abspath(args.tree)) if args.tree else None
+    if folder and not os.path.isdir(folder):
+        raise TTScaleError(f"--tree {args.tree}: the folder {folder} does not exist; create it or give another path")
     policy = load_model(args.model, dtype=args.dtype, device=args.device, device_map=args.device_map,
                         attn_implementation=args.attn, quantization=args.quantization, trust_remote_code=args.trust_remote_code)
     prm, prm_line = _prm(args, config, policy)
