@@ -219,3 +219,17 @@ def test_delimiter_the_tokenizer_cannot_encode(tiny_model):
     engine = ThinkingEngine(tiny_model, tok, format=ThinkingFormat("custom", "think", "<stop-thinking>"), template="plain")
     with pytest.raises(TTScaleError, match="cannot be encoded"):
         engine.generate(["hello"], BudgetConfig(max_thinking_tokens=4))
+
+
+def test_model_without_chat_template_uses_plain_prompt(tiny_model, tokenizer):
+    import copy
+
+    plain_tok = copy.deepcopy(tokenizer)
+    plain_tok.chat_template = None
+    engine = ThinkingEngine(tiny_model, plain_tok, format="think-tags")
+    assert engine.style.kind == "plain" and "plain prompt" in engine.describe()
+    assert engine.render("What is 2+2?") == "What is 2+2?\n<think>\n"
+    r = engine.generate(["What is 2+2?"], BudgetConfig(min_thinking_tokens=5, max_thinking_tokens=9, max_answer_tokens=3))[0]
+    assert 5 <= r.thinking_tokens <= 9 and r.finish_reason in ("stop", "max_answer")
+    with pytest.raises(TTScaleError, match="no chat template"):
+        ThinkingEngine(tiny_model, plain_tok, template="chat")
