@@ -24,7 +24,7 @@ Sample row schema (one JSON object per line; ``new_row`` builds one)::
 
     problem_id       str    Problem.id
     method           str    budget | token-conditional | step-conditional | class-conditional | rejection |
-                            majority | best-of-n | weighted | beam | dvts | (any other name)
+                            majority | best-of-n | weighted | beam | dvts | compute-optimal | (any other name)
     setting          dict   JSON scalars, e.g. {"max_thinking_tokens": 256} or {"n": 4}; its canonical JSON
                             (sorted keys, no spaces) is part of the key. Bounds for s1's Control are read from
                             "max_thinking_tokens" / "min_thinking_tokens" when present.
@@ -60,7 +60,7 @@ SAMPLES = "samples.jsonl"
 SHARD_GLOB = "samples.rank*.jsonl"
 
 SEQUENTIAL_METHODS = ("budget", "token-conditional", "step-conditional", "class-conditional", "rejection")
-PARALLEL_METHODS = ("majority", "best-of-n", "weighted", "beam", "dvts")
+PARALLEL_METHODS = ("majority", "best-of-n", "weighted", "beam", "dvts", "compute-optimal")
 SCALING_KINDS = ("sequential", "parallel")
 
 REQUIRED = {"problem_id": str, "method": str, "setting": dict, "scaling": str, "compute": (int, float), "correct": bool}

@@ -325,3 +325,29 @@ def check_steps(question: str, steps: list[str]) -> list[float]:
                 ok &= value in info["sums"] or value in info["counts"]
         scores.append(1.0 if ok else 0.0)
     return scores
+
+
+# ------------------------------------------------------------------------------------------------ grading
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def read_answer(text: str | None, delimiters: tuple[str, ...] | None = None) -> str | None:
+    """The number a reply to a synthetic question commits to, or None: the last number of the labelled / boxed
+    answer (``engine.answers.extract_answer``), else the last number after the last answer delimiter (else of the
+    whole reply, the calibration's "last integer of the reply").
+
+    Synthetic answers are integers, so the runner grades them by number, not with math-verify: math-verify would
+    evaluate a restated question ("Final Answer: 2 + 6") and count it as the answer 8. Never raises.
+    """
+    from engine.answers import ANSWER_DELIMITERS, answer_region, extract_answer
+
+    if not isinstance(text, str) or not text.strip():
+        return None
+    delimiters = tuple(delimiters or ()) + ANSWER_DELIMITERS
+    labelled = extract_answer(text, delimiters)
+    for source in (labelled, answer_region(text, delimiters)):
+        numbers = _NUMBER.findall(_normalise(source)) if source else []
+        if numbers:
+            value = float(numbers[-1])
+            return str(int(value)) if value.is_integer() else numbers[-1]
+    return None
