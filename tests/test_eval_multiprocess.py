@@ -1,0 +1,67 @@
+"""``accelerate launch`` with two CPU processes (gloo) writes the same rows as one process, through the real CLI.
+
+accelerate's ``--cpu`` launcher starts a single process unless MPI is installed; ``--multi_gpu`` is its torchrun
+launcher, which on a machine without GPUs starts CPU processes that ``benchmarks.eval.processes`` joins over gloo.
+The policy is a tiny random Llama saved to a directory, so ``--model DIR`` loads it like any local model.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+from conftest import make_tiny_model
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARGS = ["--dataset", "synthetic", "--limit", "5", "--method", "budget", "majority", "--budgets", "4", "8", "--n", "1", "2",
+        "--max-answer-tokens", "4", "--max-steps", "2", "--max-step-tokens", "4", "--batch-size", "2", "--search-batch", "2",
+        "--format", "think-tags", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, smol_dir):
+    path = str(tmp_path_factory.mktemp("tiny") / "model")
+    make_tiny_model(init=0.2).save_pretrained(path)
+    for name in os.listdir(smol_dir):
+        if name.startswith(("tokenizer", "special_tokens", "vocab", "merges")):
+            shutil.copy(os.path.join(smol_dir, name), path)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(cmd, timeout=300):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def rows(out):
+    with open(os.path.join(out, "samples.jsonl"), encoding="utf-8") as fh:
+        return [{k: v for k, v in json.loads(line).items() if k != "wall_s"} for line in fh]
+
+
+def test_two_processes_write_the_same_rows_as_one(tmp_path, tiny_dir):
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    run([sys.executable, "-m", "engine.cli", "eval", *ARGS, "--model", tiny_dir, "--out", one])
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]
+    proc = run(launch + ["-m", "engine.cli", "eval", *ARGS, "--model", tiny_dir, "--out", two])
+    assert "over 2 processes" in proc.stderr
+    assert rows(two) == rows(one) and len(rows(one)) == 5 * 2 + 5 * 2
+    assert "| budget | max_thinking_tokens=4 |" in proc.stdout  # rank 0 printed the summary once
+    assert proc.stdout.count("## Sequential scaling") == 1
+    for name in ("metrics.json", "scaling.png", "summary.md"):
+        assert os.path.exists(os.path.join(two, name))
+    assert not [f for f in os.listdir(two) if f.startswith("samples.rank")]
+    # Resuming with another number of processes is the same configuration: nothing left to do.
+    again = run([sys.executable, "-m", "engine.cli", "eval", *ARGS, "--model", tiny_dir, "--out", two])
+    assert "9 units of work (9 already done)" in again.stderr and "0 new rows" in again.stderr
