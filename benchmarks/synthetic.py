@@ -333,8 +333,9 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 def read_answer(text: str | None, delimiters: tuple[str, ...] | None = None) -> str | None:
     """The number a reply to a synthetic question commits to, or None: the last number of the labelled / boxed
-    answer (``engine.answers.extract_answer``), else the last number after the last answer delimiter (else of the
-    whole reply, the calibration's "last integer of the reply").
+    answer (``engine.answers.extract_answer``), else the last number after the last answer delimiter, else the last
+    number of the whole reply (the calibration's "last integer of the reply": small models often close thinking
+    with the result in it and then write an empty answer).
 
     Synthetic answers are integers, so the runner grades them by number, not with math-verify: math-verify would
     evaluate a restated question ("Final Answer: 2 + 6") and count it as the answer 8. Never raises.
@@ -345,7 +346,7 @@ def read_answer(text: str | None, delimiters: tuple[str, ...] | None = None) -> 
         return None
     delimiters = tuple(delimiters or ()) + ANSWER_DELIMITERS
     labelled = extract_answer(text, delimiters)
-    for source in (labelled, answer_region(text, delimiters)):
+    for source in (labelled, answer_region(text, delimiters), text):
         numbers = _NUMBER.findall(_normalise(source)) if source else []
         if numbers:
             value = float(numbers[-1])
