@@ -44,6 +44,8 @@ def add_parser(sub) -> None:
     g.add_argument("--verifier", default=None, metavar="MODULE:FUNCTION",
                    help="programmatic step verifier instead of a PRM, e.g. engine.search.verifiers:arithmetic")
     g.add_argument("--batch-problems", type=int, default=d.batch_problems, help="problems searched together (default %(default)s)")
+    g.add_argument("--max-kv-tokens", type=int, default=None,
+                   help="cap on KV-cache tokens; fewer problems are searched together so the worst case fits (default: no cap)")
     g.add_argument("--no-dedup", action="store_true", help="keep candidates whose text duplicates another's")
     g.add_argument("--json", action="store_true", help="one JSON object per prompt")
     g.add_argument("--tree", default=None, metavar="FILE", help="write the whole search tree (every node, kept or pruned) as JSON")
@@ -103,6 +105,8 @@ def run(args) -> int:
     config = _config(args)
     sampling, budget = sampling_from_args(args), budget_from_args(args)
     fmt = get_format(args.format, args.think_start, args.think_end)
+    if args.max_kv_tokens is not None and args.max_kv_tokens < 1:
+        raise TTScaleError(f"--max-kv-tokens must be >= 1 (or unset for no cap), got {args.max_kv_tokens}")
     if args.prm is not None and args.verifier is not None:
         raise TTScaleError("--prm and --verifier both given; score with a PRM model or with a verifier, not both")
     if args.verifier is None and args.prm_protocol not in PROTOCOL_NAMES:
@@ -117,7 +121,7 @@ def run(args) -> int:
     prm, prm_line = _prm(args, config, policy)
     system = DEFAULT_SYSTEM_PROMPT if args.system is None else (args.system or None)
     searcher = Searcher(policy.model, policy.tokenizer, config, prm=prm, sampling=sampling, budget=budget, format=fmt,
-                        system=system, template=args.template)
+                        system=system, template=args.template, max_kv_tokens=args.max_kv_tokens)
     shape = {"beam": f", M={config.beam_width} (keep {config.n // config.beam_width})",
              "dvts": f", M={config.beam_width} ({config.n // config.beam_width} subtrees)"}.get(config.strategy, "")
     forcing = "; budget forcing on" if searcher.budget else ""

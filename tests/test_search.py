@@ -51,10 +51,10 @@ def forcing(tokenizer):
     return model
 
 
-def run(model, tokenizer, sampling=SAMPLED, questions=Q, prm="hashed", **cfg):
+def run(model, tokenizer, sampling=SAMPLED, questions=Q, prm="hashed", max_kv_tokens=None, **cfg):
     cfg = {"max_steps": 4, "max_step_tokens": 5, "delimiter": "e", **cfg}
     searcher = Searcher(model, tokenizer, SearchConfig(**cfg), prm=VerifierPRM(hashed) if prm == "hashed" else prm,
-                        sampling=sampling)
+                        sampling=sampling, max_kv_tokens=max_kv_tokens)
     return searcher, searcher.search(questions)
 
 
@@ -145,8 +145,13 @@ def test_budget_forcing_composes_with_best_of_n_and_beam(forcing, tokenizer):
 def test_several_problems_in_one_loop_equal_one_at_a_time(lively, tokenizer):
     questions = [Q, "Name a prime number larger than 10.", "What is 7 * 8?"]
     cfg = dict(strategy="beam", n=2, beam_width=2, max_steps=4)
-    _, together = run(lively, tokenizer, GREEDY, questions, batch_problems=3, **cfg)
-    _, alone = run(lively, tokenizer, GREEDY, questions, batch_problems=1, **cfg)
+    searcher, together = run(lively, tokenizer, GREEDY, questions, batch_problems=3, **cfg)
+    prompt = max(len(prompt_ids(r)) for r in together)
+    worst = prompt + 2 * 4 * 5                                    # N branches of max_steps full steps, nothing shared
+    assert searcher.batch_size(prompt) == 3
+    small, alone = run(lively, tokenizer, GREEDY, questions, batch_problems=3, max_kv_tokens=2 * worst - 1, **cfg)
+    assert small.batch_size(prompt) == 1                          # the memory cap splits the batch
+    assert together[0].peak_kv_bytes > alone[0].peak_kv_bytes
 
     def view(r):
         nodes = r.tree.to_json(r.problem)["nodes"]

@@ -131,8 +131,9 @@ class Searcher:
     defaults to T = 0.8 (``seed`` in it makes runs repeatable). ``budget`` composes budget forcing with any
     strategy: when it sets a thinking budget or an answer cap, prompts open thinking in ``format`` and every
     branch carries its own forcing state. ``system`` is the system prompt (search-and-learn's gist by default).
-    ``max_kv_tokens`` caps the KV cache (tokens); a batch that needs more is refused. Refuses a ``prm`` that is not
-    a :class:`PRM`, empty questions, and (through the configs) invalid settings.
+    ``max_kv_tokens`` caps the KV cache (tokens): batches shrink so their worst case fits (:meth:`batch_size`), and a
+    single problem that still needs more is refused by the cache. Refuses a ``prm`` that is not a :class:`PRM`,
+    empty questions, and (through the configs) invalid settings.
     """
 
     def __init__(self, model, tokenizer, config: SearchConfig | None = None, prm: PRM | None = None,
@@ -182,7 +183,7 @@ class Searcher:
             from tqdm.auto import tqdm
 
             bar = tqdm(desc=f"search {self.config.strategy}", unit="tok", leave=False)
-        b = self.config.batch_problems
+        b = self.batch_size(max(len(x) for x in ids))
         try:
             for at in range(0, len(questions), b):
                 out += self._search_batch(questions[at: at + b], prompts[at: at + b], ids[at: at + b], tree, bar)
@@ -190,6 +191,15 @@ class Searcher:
             if bar is not None:
                 bar.close()
         return out
+
+    def batch_size(self, prompt_tokens: int) -> int:
+        """Problems per decode loop: ``batch_problems``, lowered so that a batch's worst case (no prefix shared past
+        the prompt: N branches of ``max_steps`` full steps, plus lookahead) fits ``max_kv_tokens`` when it is set."""
+        cfg = self.config
+        if self.max_kv_tokens is None:
+            return cfg.batch_problems
+        worst = prompt_tokens + cfg.n * (cfg.max_steps + cfg.lookahead) * cfg.max_step_tokens
+        return max(1, min(cfg.batch_problems, self.max_kv_tokens // worst))
 
     # ------------------------------------------------------------------ the loop
 
