@@ -51,8 +51,9 @@ def test_share_refills_the_group_width():
 def test_choose_answer_rules():
     answers = ["5", "6", "6", None, "5.0"]
     scores = [0.9, 0.3, 0.35, 0.99, 0.2]
-    assert choose_answer(answers, scores, "best") is None        # the best-scored completion has no answer
-    assert choose_answer(answers[:3], scores[:3], "best") == "5"
+    assert choose_answer(answers, scores, "best") == "5"         # the best-scored completion has no answer: skipped
+    assert choose_answer(answers[1:4], scores[1:4], "best") == "6"
+    assert choose_answer([None, ""], [0.5, 0.7], "best") is None
     assert choose_answer(answers, scores, "weighted") == "5"     # 5 and 5.0 are one answer: 0.9 + 0.2 > 0.65
     assert choose_answer(["5", "6", "6"], [0.9, 0.3, 0.35], "majority") == "6"
     assert choose_answer(["5", "6", "6"], [None, None, None], "best") == "6"   # no scores: majority

@@ -103,11 +103,12 @@ def share(survivors: int, width: int) -> list[int]:
 
 
 def choose_answer(answers: Sequence[str | None], scores: Sequence[float | None], rule: str) -> str | None:
-    """The final answer among completions: ``best`` (the answer of the best-scored completion), ``majority``
-    (most frequent equivalent answer) or ``weighted`` (largest sum of scores per equivalent answer).
+    """The final answer among completions: ``best`` (the answer of the best-scored completion that has one),
+    ``majority`` (most frequent equivalent answer) or ``weighted`` (largest sum of scores per equivalent answer).
 
-    Without any score, ``best`` and ``weighted`` fall back to ``majority``. Returns None when no completion has an
-    answer. Refuses an unknown rule and scores of another length.
+    Completions without an extractable answer never win (a small model often stops short of one). Without any
+    score, ``best`` and ``weighted`` fall back to ``majority``. Returns None when no completion has an answer.
+    Refuses an unknown rule and scores of another length.
     """
     if rule not in ANSWER_RULES:
         raise TTScaleError(f"answer rule {rule!r} is unknown; use one of {', '.join(ANSWER_RULES)}")
@@ -118,8 +119,8 @@ def choose_answer(answers: Sequence[str | None], scores: Sequence[float | None],
     if rule != "majority" and all(s is None for s in scores):
         rule = "majority"
     if rule == "best":
-        best = min(range(len(answers)), key=lambda i: (-_rank(scores[i]), i))
-        return answers[best]
+        answered = [i for i, a in enumerate(answers) if a]
+        return answers[min(answered, key=lambda i: (-_rank(scores[i]), i))] if answered else None
     weights = None if rule == "majority" else [max(_rank(s), 0.0) for s in scores]
     groups = group_answers(list(answers), weights)
     return groups[0].answer if groups else None
