@@ -28,7 +28,7 @@ import hashlib
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 
 from benchmarks.store import PARALLEL_METHODS, SEQUENTIAL_METHODS, RunStore, canonical_json, row_key, shard
 from engine.errors import TTScaleError
@@ -222,6 +222,15 @@ class Unit:
         text = f"{base}|{self.kind}|{canonical_json([[m, s] for m, s in self.outputs])}|{self.index}"
         return int(hashlib.sha256(text.encode()).hexdigest()[:15], 16)
 
+    def cost(self) -> int:
+        """Generations this unit makes (a pool of max(N) samples per problem, N per problem for beam / DVTS, one per
+        problem otherwise): the progress bar's unit, so that its ETA weighs a pool of 16 samples as 16."""
+        if self.kind == "pool":
+            return len(self.problems) * max(s["n"] for _, s in self.outputs)
+        if self.kind in STEPWISE:
+            return len(self.problems) * self.outputs[0][1]["n"]
+        return len(self.problems)
+
     def label(self) -> str:
         """``budget max_thinking_tokens=64`` or ``pool n=1,4,16``: for the progress bar."""
         if self.kind == "pool":
@@ -335,9 +344,11 @@ def run_eval(config: EvalConfig, out_dir: str, *, model=None, tokenizer=None, de
             ctx = eval_methods.Context.build(config, model=model, tokenizer=tokenizer, device=procs.device,
                                              device_map=device_map, attn=attn, trust_remote_code=trust_remote_code)
             result.rows_written, result.units_run = _run_units(ctx, store, mine, procs, progress)
-    finally:
-        if procs.rank != 0:
-            store.close()
+    except BaseException:
+        store.close()  # every finished row is on disk already; the next run resumes from them
+        raise
+    if procs.rank != 0:
+        store.close()
     procs.wait()  # every shard is complete and closed
     if procs.rank == 0:
         try:
@@ -356,13 +367,13 @@ def run_eval(config: EvalConfig, out_dir: str, *, model=None, tokenizer=None, de
 def _run_units(ctx, store: RunStore, units: list[Unit], procs: Processes, progress: bool) -> tuple[int, int]:
     from benchmarks import eval_methods
 
-    total = sum(len(u.problems) * len(u.outputs) for u in units)
+    total = sum(u.cost() for u in units)
     bar = None
     if progress and procs.rank == 0:
         from tqdm.auto import tqdm
 
         who = f" (rank 0 of {procs.world}; each process has its share)" if procs.world > 1 else ""
-        bar = tqdm(total=total, desc=f"eval{who}", unit="row", dynamic_ncols=True)
+        bar = tqdm(total=total, desc=f"eval{who}", unit="gen", dynamic_ncols=True)
     written = 0
     try:
         for unit in units:
@@ -371,7 +382,7 @@ def _run_units(ctx, store: RunStore, units: list[Unit], procs: Processes, progre
             for row in eval_methods.run_unit(ctx, unit):
                 written += store.append(row)
             if bar is not None:
-                bar.update(len(unit.problems) * len(unit.outputs))
+                bar.update(unit.cost())
     finally:
         if bar is not None:
             bar.close()
@@ -382,7 +393,3 @@ def config_fields() -> list:
     """The dataclass fields of :class:`EvalConfig` (the CLI builds one flag from each)."""
     return list(fields(EvalConfig))
 
-
-def with_overrides(config: EvalConfig, **changes) -> EvalConfig:
-    """A copy of ``config`` with some fields changed (validated again)."""
-    return replace(config, **changes)

@@ -161,6 +161,8 @@ def test_units_are_fixed_batches_with_stable_distinct_seeds():
     assert kinds.count("budget") == 2 * 2 and kinds.count("dvts") == 2 * 3 and kinds.count("pool") == 3
     pool = next(u for u in units if u.kind == "pool")
     assert {m for m, _ in pool.outputs} == {"majority", "weighted"} and len(pool.keys()) == 2 * 2 * 2
+    dvts = next(u for u in units if u.kind == "dvts")
+    assert (units[0].cost(), dvts.cost(), pool.cost()) == (3, 2 * 4, 2 * 8)  # progress counts generations
     seeds = [u.seed(0) for u in units]
     assert len(set(seeds)) == len(seeds) and seeds == [u.seed(0) for u in plan_units(c, problems)]
     assert units[0].seed(1) != units[0].seed(0)
