@@ -274,6 +274,7 @@ class Processes:
     world: int = 1
     device: str = "auto"
     barrier: object = None
+    note: str | None = None
 
     def wait(self) -> None:
         """Block until every process got here (no-op for one process)."""
@@ -286,7 +287,12 @@ def processes(device: str = "auto") -> Processes:
     else a single process. On CPU the processes talk over gloo; on GPUs each takes the GPU of its local rank."""
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if world <= 1:
-        return Processes(device=device)
+        note = None
+        if os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true" and os.environ.get("MASTER_ADDR"):
+            # `accelerate launch --cpu --num_processes N` needs mpirun for N > 1; without it accelerate starts one process.
+            note = ("accelerate started a single process (its --cpu launcher needs MPI for more); for CPU processes use "
+                    "`accelerate launch --multi_gpu --num_processes N` (torchrun) or `torchrun --nproc_per_node N`")
+        return Processes(device=device, note=note)
     from datetime import timedelta
 
     import torch
@@ -328,6 +334,8 @@ def run_eval(config: EvalConfig, out_dir: str, *, model=None, tokenizer=None, de
     log = log or (lambda msg: print(f"ttscale: {msg}", file=sys.stderr))
     eval_methods.check_scorer(config)
     procs = procs or processes(device)
+    if procs.note:
+        log(procs.note)
     problems = load_dataset_rows(config.dataset, limit=config.limit, field_map=config.fields, seed=config.seed)
     units = plan_units(config, problems)
     store = RunStore(out_dir, config.to_dict(), procs.rank, procs.world)

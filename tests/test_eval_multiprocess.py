@@ -65,3 +65,14 @@ def test_two_processes_write_the_same_rows_as_one(tmp_path, tiny_dir):
     # Resuming with another number of processes is the same configuration: nothing left to do.
     again = run([sys.executable, "-m", "engine.cli", "eval", *ARGS, "--model", tiny_dir, "--out", two])
     assert "9 units of work (9 already done)" in again.stderr and "0 new rows" in again.stderr
+
+
+def test_single_process_cpu_launch_is_explained(monkeypatch):
+    """`accelerate launch --cpu --num_processes 2` without MPI starts one process: the run says so and how to fix it."""
+    from benchmarks.eval import processes
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert processes().note is None and (processes().rank, processes().world) == (0, 1)
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    assert "--multi_gpu --num_processes N" in processes().note
