@@ -52,7 +52,8 @@ class BranchBudget:
 
     Search branches are forked and pruned between tokens, so each branch carries its own one-row processor; a fork
     copies the row state (thinking count, queued forced tokens) and shares the random generator. Call it with the
-    branch's (1, V) warped scores before choosing, then :meth:`chose` with the chosen token.
+    branch's (1, V) warped scores before choosing, then :meth:`chose` with the chosen token. Refuses nothing itself:
+    :class:`BudgetConfig` and :class:`BudgetTokens` validate the budget and its strings.
     """
 
     def __init__(self, tokens: BudgetTokens, budget: BudgetConfig, greedy: bool, seed: int | None):
