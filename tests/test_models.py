@@ -51,6 +51,10 @@ def test_cpu_defaults_and_refusals():
 
 
 def test_hub_id_without_network_is_one_sentence(monkeypatch, tmp_path):
+    import huggingface_hub.constants as hub_constants
+
+    # The env var is read at import time; flip the flag itself so no network call (and no timeout) is attempted.
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises(TTScaleError, match="could not load it"):
