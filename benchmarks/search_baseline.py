@@ -71,8 +71,10 @@ class ReprefillSearch:
         return build_prompt(self.tokenizer, question, replace(get_format("s1"), think_start=""), self.style, self.system)
 
     def search(self, question: str) -> BaselineResult:
-        """Run the configured strategy on one question."""
+        """Run the configured strategy on one question (seeding torch's global generator from ``sampling.seed``)."""
         cfg, res = self.config, BaselineResult(question)
+        if self.sampling.seed is not None:
+            torch.manual_seed(self.sampling.seed)  # generate samples from the global generator
         prompt = self.render(question)
         keep = cfg.groups()[0][1]
         plans = [((), g, width) for g, (width, _) in enumerate(cfg.groups())]

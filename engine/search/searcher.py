@@ -295,10 +295,10 @@ class Searcher:
         by_problem: dict[int, list[_Cand]] = {}
         for c in cands:
             by_problem.setdefault(c.live.problem.index, []).append(c)
-        for group in by_problem.values():
-            p = group[0].live.problem
-            self._score_nodes(tree, p, [c.live.node for c in group])
-            ahead = [c for c in group if c.lookahead is not None]
+        for mine in by_problem.values():
+            p = mine[0].live.problem
+            self._score_nodes(tree, p, [c.live.node for c in mine])
+            ahead = [c for c in mine if c.lookahead is not None]
             if ahead:
                 self._score_nodes(tree, p, [c.lookahead for c in ahead])
                 for c in ahead:
@@ -322,12 +322,12 @@ class Searcher:
         by_problem: dict[int, list[_Cand]] = {}
         for c in cands:
             by_problem.setdefault(c.live.problem.index, []).append(c)
-        for group in by_problem.values():
-            p = group[0].live.problem
+        for mine in by_problem.values():
+            p = mine[0].live.problem
             sel = select([Candidate(c.group, tree[c.live.node].score, c.finished, "".join(tree.step_texts(c.live.node)))
-                          for c in group], keep, self.config.filter_duplicates)
+                          for c in mine], keep, self.config.filter_duplicates)
             survivors: dict[Hashable, list[_Live]] = {}
-            for i, c in enumerate(group):
+            for i, c in enumerate(mine):
                 status = sel.status(i)
                 tree.mark(c.live.node, status)
                 if status == "kept":
@@ -340,15 +340,15 @@ class Searcher:
                         p.budgets[c.live.node] = c.live.budget
             for g, lives in survivors.items():
                 plans += [(live, g, n) for live, n in zip(lives, share(len(lives), widths[g]))]
-            self._release_prm(tree, p, group, sel)
+            self._release_prm(tree, p, mine, sel)
         return plans
 
-    def _release_prm(self, tree: SearchTree, p: _Problem, group: list[_Cand], sel) -> None:
+    def _release_prm(self, tree: SearchTree, p: _Problem, mine: list[_Cand], sel) -> None:
         """Drop PRM cache entries nothing will extend: all but the survivors' paths (their parents' too)."""
         if self.prm is None:
             return
-        parents = {tree[c.live.node].parent for c in group}
-        for i, c in enumerate(group):
+        parents = {tree[c.live.node].parent for c in mine}
+        for i, c in enumerate(mine):
             if i not in sel.kept:
                 self.prm.release(p.question, tree.step_texts(c.live.node))
             if c.lookahead is not None:
