@@ -400,6 +400,8 @@ def derive_rows(config: EvalConfig, store) -> int:
     written = 0
     for n in config.ns:
         usable = [m for m in strategies if all((m, n, pid) in by for pid in ids)]
+        if not usable:
+            continue
         for level in sorted(set(levels.values())):
             members = [pid for pid in ids if levels[pid] == level]
             acc = {m: sum(by[(m, n, pid)]["correct"] for pid in members) / len(members) for m in usable}
