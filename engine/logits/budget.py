@@ -242,7 +242,8 @@ class BudgetForcingProcessor(LogitsProcessor):
         else:
             self._observe_last(input_ids[:, -1])
         self.calls += 1
-        lse = torch.logsumexp(scores.float(), dim=-1)                                       # (B,)
+        # Full-vocabulary normalisers cost a pass over (B, V) each: only the trace and sampled P(end) need them.
+        lse = torch.logsumexp(scores.float(), dim=-1) if self.trace_top_k or not self.greedy else None  # (B,)
         self._prev = (scores, lse)
         if self.trace_top_k:
             vals, idx = torch.topk(scores.float(), self.trace_top_k, dim=-1)                # (B, k)
@@ -282,12 +283,15 @@ class BudgetForcingProcessor(LogitsProcessor):
     def _end_stats(self, scores: torch.Tensor, lse: torch.Tensor) -> list[tuple[bool, int, float]]:
         """Per row: would the sampler end thinking now, with which end token, and P(end) under the final distribution."""
         end_scores = scores.float().index_select(-1, self._end_index)                    # (B, E)
-        end_probs = (end_scores - lse[:, None]).exp()                                     # (B, E)
-        p_end = end_probs.sum(-1)                                                         # (B,)
         if self.greedy:
             attempt = torch.isin(scores.argmax(-1), self._end_index)
             which = end_scores.argmax(-1)
+            if lse is None:  # no trace: P(end) is only reported at attempts, so normalise only then
+                lse = torch.logsumexp(scores.float(), dim=-1) if bool(attempt.any()) else torch.full_like(attempt, float("inf"), dtype=torch.float)
+            p_end = (end_scores - lse[:, None]).exp().sum(-1)                             # (B,)
         else:
+            end_probs = (end_scores - lse[:, None]).exp()                                 # (B, E)
+            p_end = end_probs.sum(-1)                                                     # (B,)
             u = torch.rand(scores.shape[0], generator=self._gen, device=scores.device)
             # p_end ~ 1 means nothing else survived the warpers: ending is then the only draw possible.
             attempt = (u < p_end) | (p_end > 1 - 1e-6)
@@ -314,7 +318,10 @@ class BudgetForcingProcessor(LogitsProcessor):
 
     def _observe_last(self, last: torch.Tensor) -> None:
         scores, lse = self._prev
-        probs = (scores.float().gather(-1, last[:, None]).squeeze(-1) - lse).exp().tolist()
+        if lse is None:
+            probs = [None] * last.shape[0]
+        else:
+            probs = (scores.float().gather(-1, last[:, None]).squeeze(-1) - lse).exp().tolist()
         for i, (tok, p) in enumerate(zip(last.tolist(), probs)):
             self._observe(i, self.states[i], tok, p)
 
