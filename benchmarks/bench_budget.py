@@ -91,11 +91,6 @@ def run_reference(engine, prompts, budget):
             new.append((body, hit is not None))
         return new
 
-    def run(fn):
-        t0 = time.perf_counter()
-        fn()
-        return time.perf_counter() - t0
-
     def rounds():
         active = list(range(len(prompts)))
         for r in range(budget.num_ignore + 1):
@@ -119,7 +114,7 @@ def run_reference(engine, prompts, budget):
         suffix = [("\n" + fmt.think_end + "\n" + budget.final_answer_str) if capped[i] else fmt.think_end for i in rows]
         call(rows, suffix, budget.max_answer_tokens, list(engine.budget_tokens(budget).end_ids))
 
-    wall = run(rounds)
+    _, wall = _timed(rounds)
     return {"wall_s": wall, **stats, "texts": thinking}
 
 

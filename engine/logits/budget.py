@@ -166,7 +166,7 @@ class BudgetForcingProcessor(LogitsProcessor):
         self.top: list = []             # per call: (values, indices) of the top-k, for the trace
 
     # ---- observing -------------------------------------------------------------------------------------------
-    def _observe(self, b: int, st: RowState, tok: int, prob: float | None) -> None:
+    def _observe(self, st: RowState, tok: int, prob: float | None) -> None:
         if st.phase == DONE:
             return
         decision, st.pending = st.pending, None
@@ -323,7 +323,7 @@ class BudgetForcingProcessor(LogitsProcessor):
         else:
             probs = (scores.float().gather(-1, last[:, None]).squeeze(-1) - lse).exp().tolist()
         for i, (tok, p) in enumerate(zip(last.tolist(), probs)):
-            self._observe(i, self.states[i], tok, p)
+            self._observe(self.states[i], tok, p)
 
     def finish(self, sequences: torch.LongTensor) -> list[RowState]:
         """Observe the final token of each row of ``generate``'s output and close unfinished rows as ``length``."""
