@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec ttscale generate "How many r's are in the word strawberry?" \
+source scripts/env.sh
+exec "$PY" -m engine.cli generate "How many r's are in the word strawberry?" \
   --format think-tags --system "Think step by step before answering." \
   --min-thinking-tokens 64 --max-thinking-tokens 160 --max-answer-tokens 48 \
   --temperature 0.7 --top-p 0.95 --seed 1 "$@"

