@@ -1,6 +1,25 @@
-"""ttscale: test-time scaling (budget forcing and PRM-guided search) on plain PyTorch + transformers."""
+"""ttscale: test-time scaling (budget forcing and PRM-guided search) on plain PyTorch + transformers.
+
+Dependency policy (README "Tested versions"): each core dependency's floor is the oldest release the suite has
+passed on (`bash scripts/compat.sh --floor` installs every floor at once); transformers, which changes internals
+between minors, also has a ceiling just above the newest release tested (`bash scripts/compat.sh VERSION` tries a
+newer one). `bash scripts/setup.sh` installs the exact versions of constraints.txt (`bash scripts/lock.sh` refreshes it).
+"""
 
 from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "torch>=2.13",
+    "transformers>=5.21,<5.25",
+    "accelerate>=1.10",
+    "datasets>=4.0",
+    "safetensors>=0.8",
+    "gguf>=0.17.1",          # loading the embedded GGUF models
+    "filelock>=3.16",
+    "tqdm>=4.66",
+    "math-verify>=0.8",      # answer equivalence (REFERENCE §6)
+    "matplotlib>=3.8",       # scaling-curve figures
+]
 
 setup(
     name="ttscale",
@@ -11,18 +30,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["engine", "engine.*", "train", "train.*", "curation", "curation.*",
                                     "benchmarks", "benchmarks.*"]),
-    install_requires=[
-        "torch>=2.4",
-        "transformers>=5.0",
-        "accelerate>=1.0",
-        "datasets>=3.0",
-        "safetensors>=0.4",
-        "gguf>=0.10",          # loading the embedded GGUF models
-        "filelock",
-        "tqdm",
-        "math-verify>=0.7",    # answer equivalence (REFERENCE §6)
-        "matplotlib>=3.7",     # scaling-curve figures
-    ],
+    install_requires=INSTALL_REQUIRES,
     extras_require={
         "gpu": ["flash-attn>=2.5", "bitsandbytes>=0.43"],
         "dev": ["pytest>=8", "hypothesis>=6"],
