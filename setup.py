@@ -9,16 +9,16 @@ newer one). `bash scripts/setup.sh` installs the exact versions of constraints.t
 from setuptools import find_packages, setup
 
 INSTALL_REQUIRES = [
-    "torch>=2.13",
-    "transformers>=5.21,<5.25",
-    "accelerate>=1.10",
-    "datasets>=4.0",
-    "safetensors>=0.8",
+    "torch>=2.13.0",
+    "transformers>=5.21.0,<5.25",
+    "accelerate>=1.10.0",
+    "datasets>=4.4.0",
+    "safetensors>=0.8.0",
     "gguf>=0.17.1",          # loading the embedded GGUF models
-    "filelock>=3.16",
-    "tqdm>=4.66",
-    "math-verify>=0.8",      # answer equivalence (REFERENCE §6)
-    "matplotlib>=3.8",       # scaling-curve figures
+    "filelock>=3.16.1",
+    "tqdm>=4.67.1",
+    "math-verify>=0.8.0",    # answer equivalence (REFERENCE §6)
+    "matplotlib>=3.9.0",     # scaling-curve figures
 ]
 
 setup(
