@@ -14,3 +14,7 @@ else
   PY=$(pwd)/.venv/bin/python
 fi
 export PY
+if ! "$PY" -c "import sys; sys.exit(sys.version_info < (3, 10))" 2>/dev/null; then
+  echo "ttscale: $PY is not a Python 3.10 or newer interpreter; set PYTHON to one (or activate a virtual environment made with one)" >&2
+  exit 1
+fi
