@@ -13,10 +13,12 @@ PIP=("$PY" -m pip install -q)
 "$PY" -c "import torch" 2>/dev/null || "${PIP[@]}" "torch==2.13.0"
 # A torch below setup.py's floor would make pip replace it with PyPI's newest (a CUDA build of several GB): refuse.
 "$PY" - <<'PY' || exit 1
-import sys, torch
-have = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
+import sys
+from importlib.metadata import version  # not `import torch`: numpy may not be installed yet
+torch_version = version("torch")
+have = tuple(int(p) for p in torch_version.split("+")[0].split(".")[:2])
 if have < (2, 13):
-    sys.exit(f"setup: torch {torch.__version__} is older than the tested floor 2.13.0; install torch>=2.13 "
+    sys.exit(f"setup: torch {torch_version} is older than the tested floor 2.13.0; install torch>=2.13 "
              "(your CUDA build on a GPU machine) or use a fresh virtual environment, then run this again")
 PY
 if [ "${TTSCALE_UNPINNED:-0}" = "1" ]; then
