@@ -9,6 +9,7 @@ forward, release branches to get their memory back. Modules, one concept each:
 - ``plan``    — one forward's rows, gather indices, positions and 4-D masks
 - ``cache``   — the transformers ``Cache`` the model writes to and reads from
 - ``support`` — which architectures are served, and clear refusals for the rest
+- ``compat``  — how a cache reaches a model's forward (``cache=`` from transformers 5.24, ``past_key_values=`` before)
 - ``manager`` — the public API: ``KVCacheManager``, ``Branch``, ``KVStats``
 """
 
