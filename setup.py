@@ -35,5 +35,5 @@ setup(
         "gpu": ["flash-attn>=2.5", "bitsandbytes>=0.43"],
         "dev": ["pytest>=8", "hypothesis>=6"],
     },
-    entry_points={"console_scripts": ["ttscale=engine.cli:main"]},
+    entry_points={"console_scripts": ["ttscale=engine.cli.main:main"]},
 )

@@ -2,7 +2,7 @@
 
 import json
 
-from benchmarks.bench_budget import bench
+from benchmarks.speed.budget import bench
 
 
 def test_budget_benchmark_accounting():

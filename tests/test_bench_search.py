@@ -4,8 +4,8 @@ import json
 import subprocess
 import sys
 
-from benchmarks.bench_search import _ratios, run_baseline, run_ours
-from benchmarks.search_baseline import kv_bytes_per_token
+from benchmarks.speed.search import _ratios, run_baseline, run_ours
+from benchmarks.speed.search_baseline import kv_bytes_per_token
 from engine.logits.sampling import SamplingConfig
 from engine.search import SearchConfig
 

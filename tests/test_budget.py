@@ -7,7 +7,6 @@ thinking every few tokens, which is what the budget rules act on.
 
 import pytest
 import torch
-from transformers import LogitsProcessorList
 
 from engine.engine import ThinkingEngine
 from engine.errors import TTScaleError

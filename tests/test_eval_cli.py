@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from benchmarks.eval import EvalConfig, config_fields
-from benchmarks.eval_cli import SHARED, config_from_args
-from benchmarks.store import RunStore, new_row
-from engine.cli import build_parser, main
+from benchmarks.eval.config import EvalConfig, config_fields
+from benchmarks.eval.store import RunStore, new_row
+from engine.cli.eval import SHARED, config_from_args
+from engine.cli.main import build_parser, main
 
 
 def error_of(argv, capsys):

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from benchmarks.datasets import Problem, data_dirs, load_dataset_rows, parse_field_map, shuffled_choices
-from benchmarks.synthetic import check_steps, load_synthetic, solution_steps
+from benchmarks.data.datasets import Problem, data_dirs, load_dataset_rows, parse_field_map, shuffled_choices
+from benchmarks.data.synthetic import check_steps, load_synthetic, solution_steps
 from engine.errors import TTScaleError
 
 SHARED = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))

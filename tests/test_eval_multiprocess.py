@@ -1,7 +1,7 @@
 """``accelerate launch`` with two CPU processes (gloo) writes the same rows as one process, through the real CLI.
 
 accelerate's ``--cpu`` launcher starts a single process unless MPI is installed; ``--multi_gpu`` is its torchrun
-launcher, which on a machine without GPUs starts CPU processes that ``benchmarks.eval.processes`` joins over gloo.
+launcher, which on a machine without GPUs starts CPU processes that ``benchmarks.eval.runner.processes`` joins over gloo.
 The policy is a tiny random Llama saved to a directory, so ``--model DIR`` loads it like any local model.
 """
 
@@ -69,7 +69,7 @@ def test_two_processes_write_the_same_rows_as_one(tmp_path, tiny_dir):
 
 def test_single_process_cpu_launch_is_explained(monkeypatch):
     """`accelerate launch --cpu --num_processes 2` without MPI starts one process: the run says so and how to fix it."""
-    from benchmarks.eval import processes
+    from benchmarks.eval.runner import processes
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert processes().note is None and (processes().rank, processes().world) == (0, 1)

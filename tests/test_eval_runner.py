@@ -9,14 +9,15 @@ import pytest
 import torch
 from conftest import make_tiny_model
 
-from benchmarks.eval import (DEFAULT_BUDGETS, DEFAULT_N, METHODS, EvalConfig, method_settings, plan_units, run_eval)
-from benchmarks.eval_methods import Context, derive_rows, difficulty_levels
-from benchmarks.store import RunStore, new_row, read_samples, row_key
+from benchmarks.eval.config import DEFAULT_BUDGETS, DEFAULT_N, METHODS, EvalConfig, method_settings, plan_units
+from benchmarks.eval.methods import Context, derive_rows, difficulty_levels
+from benchmarks.eval.runner import run_eval
+from benchmarks.eval.store import RunStore, new_row, read_samples, row_key
 from engine.errors import TTScaleError
 
 ALL = dict(dataset="synthetic", limit=3, methods=METHODS, budgets=(4, 8), num_ignore=(1,), ignore_cap=6, steps=(1, 2),
            n=(2, 4), beam_width=2, max_steps=2, max_step_tokens=3, max_answer_tokens=3, max_new_tokens=12,
-           parallel_max_thinking=4, prm="benchmarks.synthetic:check_steps", prm_protocol="verifier", pilot_n=2,
+           parallel_max_thinking=4, prm="benchmarks.data.synthetic:check_steps", prm_protocol="verifier", pilot_n=2,
            batch_size=2, search_batch=2, max_tries=2, format="think-tags", model="tiny-random")
 
 
@@ -151,7 +152,7 @@ def test_fingerprint_holds_the_plan_not_the_spelling():
 
 
 def test_units_are_fixed_batches_with_stable_distinct_seeds():
-    from benchmarks.datasets import load_dataset_rows
+    from benchmarks.data.datasets import load_dataset_rows
 
     c = EvalConfig(dataset="synthetic", methods=("budget", "majority", "weighted", "dvts"), budgets=(4, 8), n=(4, 8),
                    batch_size=3, search_batch=2)
@@ -220,7 +221,7 @@ def test_derive_rows_picks_the_best_strategy_per_level(tmp_path):
 
 def test_grading_by_kind(tokenizer):
     """Synthetic by number (a restated question is not an answer), choice by letter, math with math-verify."""
-    from benchmarks.datasets import Problem
+    from benchmarks.data.datasets import Problem
 
     ctx = Context(config=EvalConfig(dataset="synthetic"), model=None, tokenizer=tokenizer, engine=None, end_ids=(2,),
                   delimiters=("</think>", "<|im_start|>answer"), synthetic=True)

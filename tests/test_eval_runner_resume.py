@@ -12,8 +12,9 @@ import pytest
 import torch
 from conftest import make_tiny_model
 
-from benchmarks.eval import EvalConfig, run_eval
-from benchmarks.store import SAMPLES, read_samples, row_key
+from benchmarks.eval.config import EvalConfig
+from benchmarks.eval.runner import run_eval
+from benchmarks.eval.store import SAMPLES, read_samples, row_key
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
@@ -29,7 +30,8 @@ sys.path.insert(0, {tests!r})
 from conftest import make_tiny_model
 from transformers import AutoTokenizer
 from engine.models import prepare_tokenizer
-from benchmarks.eval import EvalConfig, run_eval
+from benchmarks.eval.config import EvalConfig
+from benchmarks.eval.runner import run_eval
 tok = prepare_tokenizer(AutoTokenizer.from_pretrained({smol!r}))
 config = EvalConfig(**json.loads({config!r}))
 run_eval(config, {out!r}, model=make_tiny_model(init=0.2), tokenizer=tok, progress=False, log=lambda m: None)

@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from benchmarks.store import (RunStore, canonical_json, new_row, read_config, read_samples, row_key, shard,
-                              validate_row)
+from benchmarks.eval.store import RunStore, canonical_json, new_row, read_config, read_samples, row_key, shard, validate_row
 from engine.errors import TTScaleError
 
 CONFIG = {"model": "smollm2-135m", "dataset": "synthetic", "limit": 7, "sampling": {"temperature": 0.0}}
@@ -153,7 +152,7 @@ WORKER = textwrap.dedent("""
     # A bare 'engine' package: the store needs engine.errors only, and engine/__init__ would import torch (seconds).
     sys.modules["engine"] = types.ModuleType("engine")
     sys.modules["engine"].__path__ = [{repo!r} + "/engine"]
-    from benchmarks.store import RunStore, new_row
+    from benchmarks.eval.store import RunStore, new_row
     assert "torch" not in sys.modules
     store = RunStore({out!r}, {config!r})
     for i in range(40):

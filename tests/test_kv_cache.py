@@ -138,7 +138,7 @@ def test_beam_like_fork_and_prune_computes_every_token_once(lively):
     root = mgr.prefill(PROMPT)
     beams = mgr.fork(root, 1)
     mgr.release(root)
-    for step in range(4):
+    for _step in range(4):
         kids = [k for b in beams for k in mgr.fork(b, 2)]
         mgr.release(beams)
         firsts = [int(k.logits.topk(2).indices[i % 2]) for i, k in enumerate(kids)]

@@ -4,8 +4,20 @@ import math
 
 import pytest
 
-from benchmarks.metrics import (Candidate, Run, accuracy, best_of, control, performance, pick, scaling,
-                                scaling_metrics, subsampled_accuracy, vote, wilson_interval)
+from benchmarks.eval.metrics import (
+    Candidate,
+    Run,
+    accuracy,
+    best_of,
+    control,
+    performance,
+    pick,
+    scaling,
+    scaling_metrics,
+    subsampled_accuracy,
+    vote,
+    wilson_interval,
+)
 from engine.errors import TTScaleError
 
 

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from benchmarks.report import aggregate, compute_metrics, report, setting_label
-from benchmarks.store import RunStore, new_row, read_samples
+from benchmarks.eval.report import aggregate, compute_metrics, report, setting_label
+from benchmarks.eval.store import RunStore, new_row, read_samples
 from engine.errors import TTScaleError
 
 CONFIG = {"dataset": "synthetic:arith:1", "model": "smollm2-135m", "limit": 4}

@@ -18,7 +18,7 @@ from engine.engine import ThinkingEngine
 from engine.errors import TTScaleError
 from engine.logits.budget import BudgetConfig
 from engine.logits.sampling import SamplingConfig
-from engine.search import DEFAULT_SYSTEM_PROMPT, Searcher, SearchConfig, VerifierPRM, aggregate
+from engine.search import DEFAULT_SYSTEM_PROMPT, SearchConfig, Searcher, VerifierPRM, aggregate
 
 Q = "What is 2 + 3?"
 GREEDY, SAMPLED = SamplingConfig(), SamplingConfig(temperature=1.0, seed=7)

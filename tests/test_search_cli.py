@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from engine.cli import main
+from engine.cli.main import main
 
 
 def run(capsys, *argv):

@@ -127,7 +127,7 @@ class _PrefixCache:
 
     def check_invariants(self) -> None:
         assert self.tokens == sum(len(e.ids) for e in self.entries.values()), "cached token count drifted"
-        for (question, steps), e in self.entries.items():
+        for (_question, steps), e in self.entries.items():
             assert len(e.scores) == (0 if steps is None else len(steps)), f"entry {steps!r} has {len(e.scores)} scores"
             for k, v in e.kv:
                 assert k.shape[0] == 1 and k.shape[2] == len(e.ids) and v.shape == k.shape, "KV length differs from ids"

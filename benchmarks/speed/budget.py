@@ -1,6 +1,6 @@
 """Benchmark: budget forcing in one ``generate`` call vs plain ``generate`` vs s1's re-prefill loop.
 
-    ttscale bench budget --json            (or: python -m benchmarks.bench_budget --json)
+    ttscale bench budget --json            (or: python -m benchmarks.speed.budget --json)
 
 In one process on the same model and prompts, at each batch size:
   (a) plain      ``model.generate`` for exactly as many steps as (b) took (min_new_tokens = max_new_tokens);

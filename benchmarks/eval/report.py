@@ -5,7 +5,7 @@
 
 One *run* in s1's sense is one (method, setting): its accuracy with a 95% Wilson interval, and its x value, the
 mean of the rows' ``compute`` (average thinking tokens for sequential methods, N for parallel ones).
-Per method, s1's Control / Scaling / Performance (``benchmarks.metrics``) are computed over its runs. Control
+Per method, s1's Control / Scaling / Performance (``benchmarks.eval.metrics``) are computed over its runs. Control
 uses each setting's ``max_thinking_tokens`` / ``min_thinking_tokens`` as that run's bounds (None when a method
 has no bounds, as for parallel methods); for parallel methods Scaling is per added sample of N. A parallel
 method swept over more than ``n`` (beam over m) gets one curve and one metrics entry per value: ``beam (m=4)``.
@@ -21,8 +21,8 @@ import json
 import os
 from collections import defaultdict
 
-from benchmarks.metrics import Run, accuracy, scaling_metrics
-from benchmarks.store import PARALLEL_METHODS, SEQUENTIAL_METHODS, canonical_json, natural_key, read_config, read_samples
+from benchmarks.eval.metrics import Run, accuracy, scaling_metrics
+from benchmarks.eval.store import PARALLEL_METHODS, SEQUENTIAL_METHODS, canonical_json, natural_key, read_config, read_samples
 from engine.errors import TTScaleError
 
 METRICS = "metrics.json"

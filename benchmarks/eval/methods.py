@@ -1,4 +1,4 @@
-"""How each evaluation method turns one unit of work into graded rows (the runner is ``benchmarks.eval``).
+"""How each evaluation method turns one unit of work into graded rows (the runner is ``benchmarks.eval.runner``).
 
     budget              ThinkingEngine, greedy, BudgetConfig from the setting (max / min thinking, ignores)   s1 §3.1
     token-conditional   question + "Think for up to N tokens."; no forcing                                      s1 App. E
@@ -17,7 +17,7 @@ question rendered by the same format, template and system message, so the parall
 with --parallel-max-thinking as their optional cap) see the same prompt as the sequential ones.
 
 Grading (``Context.extract`` / ``Context.is_correct``): choice problems by letter (``extract_choice``); synthetic
-problems by number (``benchmarks.synthetic.read_answer``); everything else with ``extract_answer`` and math-verify
+problems by number (``benchmarks.data.synthetic.read_answer``); everything else with ``extract_answer`` and math-verify
 (``is_equivalent``). ``thinking_tokens`` of a parallel row is summed over its N samples; ``wall_s`` of a row is its
 share of the unit's wall time (a pool's time is shared in proportion to n).
 """
@@ -27,8 +27,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from benchmarks.eval import CLASSES, DERIVED, SCORED, EvalConfig, Unit
-from benchmarks.store import PARALLEL_METHODS, new_row, read_samples
+from benchmarks.eval.config import CLASSES, DERIVED, SCORED, EvalConfig, Unit
+from benchmarks.eval.store import PARALLEL_METHODS, new_row, read_samples
 from engine.errors import TTScaleError
 
 TOKEN_SUFFIX = "\n\nThink for up to {n} tokens."
@@ -88,11 +88,11 @@ class Context:
         from engine.answers import extract_answer, extract_choice
 
         if problem.kind == "choice":
-            from benchmarks.datasets import LETTERS
+            from benchmarks.data.datasets import LETTERS
 
             return extract_choice(text, LETTERS[: len(problem.choices)], self.delimiters)
         if self.synthetic:
-            from benchmarks.synthetic import read_answer
+            from benchmarks.data.synthetic import read_answer
 
             return read_answer(text, self.delimiters)
         return extract_answer(text, self.delimiters)
@@ -128,7 +128,7 @@ class Context:
         """A ``Searcher`` for this strategy and N (built once, so the KV self-check runs once), seeded for this unit."""
         from engine.logits.budget import BudgetConfig
         from engine.logits.sampling import SamplingConfig
-        from engine.search import Searcher, SearchConfig
+        from engine.search import SearchConfig, Searcher
 
         cfg = self.config
         sampling = SamplingConfig(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, seed=seed)
@@ -158,7 +158,7 @@ def check_scorer(config: EvalConfig) -> None:
         raise TTScaleError(f"--prm-protocol {config.prm_protocol!r} is unknown; use one of {', '.join(PROTOCOLS)}")
     if config.prm_protocol == "verifier":
         if not config.prm:
-            raise TTScaleError("--prm-protocol verifier needs --prm module:function, e.g. --prm benchmarks.synthetic:check_steps")
+            raise TTScaleError("--prm-protocol verifier needs --prm module:function, e.g. --prm benchmarks.data.synthetic:check_steps")
         from engine.search.prm import VerifierPRM
 
         VerifierPRM.from_spec(config.prm)

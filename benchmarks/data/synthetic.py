@@ -15,7 +15,7 @@ question as the user turn, last integer of the reply, 24 problems, seed 0): arit
 is the easy setting with signal for small models; count and K >= 2 are for stronger ones.
 
 :func:`check_steps` scores the steps of a solution the way a process reward model would (usable as the
-programmatic verifier ``benchmarks.synthetic:check_steps``). A step's *claims* are read from its text:
+programmatic verifier ``benchmarks.data.synthetic:check_steps``). A step's *claims* are read from its text:
 
     equations   "12 * 3 = 36" (also ×, x, −, ÷; chained "7 + 5 = 12 * 3 = 36")  true arithmetic, result on track
     answers     "Answer: 32", "\\boxed{32}", "the answer is 32", "final number is 32"  must equal the answer
@@ -38,7 +38,7 @@ import random
 import re
 from itertools import combinations
 
-from benchmarks.datasets import Problem
+from benchmarks.data.problem import Problem
 from engine.errors import TTScaleError
 
 TASKS = ("arith", "count")

@@ -4,7 +4,7 @@
     aime24         HuggingFaceH4/aime_2024 (train, 30)        id = id
     aime25         yentinglin/aime_2025 (train, 30)           the copy lighteval / open-r1 evaluate on
     gpqa-diamond   Idavidrein/gpqa, config gpqa_diamond (train, 198; gated: accept its terms and log in)
-    synthetic[:task[:difficulty]]   verifiable generated problems (see benchmarks.synthetic)
+    synthetic[:task[:difficulty]]   verifiable generated problems (see benchmarks.data.synthetic)
     path/to/file.jsonl              one problem per line; --fields question=problem,answer=answer
 
 A named dataset is read from ``<dir>/<name file>`` for the first data directory holding it — ``$TTSCALE_DATA``,
@@ -18,46 +18,13 @@ from __future__ import annotations
 import json
 import os
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
+from benchmarks.data.problem import LETTERS, Problem
+from benchmarks.data.synthetic import load_synthetic
 from engine.errors import TTScaleError
 
-KINDS = ("math", "choice")
-LETTERS = "ABCDEFGHIJ"
 FIELD_TARGETS = ("question", "answer", "id", "choices")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One benchmark question with its reference answer.
-
-    ``kind`` is ``math`` (free-form answer, graded by equivalence) or ``choice`` (``choices`` listed in the
-    question as ``A) …``; ``answer`` is the letter). ``meta`` keeps the other fields of the source row.
-    """
-
-    id: str
-    question: str
-    answer: str
-    kind: str = "math"
-    choices: tuple[str, ...] = ()
-    meta: dict = field(default_factory=dict, compare=False)
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise TTScaleError(f"Problem {self.id}: kind={self.kind!r}; use 'math' or 'choice'")
-        if not str(self.question).strip():
-            raise TTScaleError(f"Problem {self.id}: the question is empty; every problem needs question text")
-        if self.kind == "choice":
-            if not 2 <= len(self.choices) <= len(LETTERS):
-                raise TTScaleError(f"Problem {self.id}: a choice problem needs 2 to {len(LETTERS)} choices, got {len(self.choices)}")
-            if self.answer not in LETTERS[: len(self.choices)]:
-                raise TTScaleError(f"Problem {self.id}: answer={self.answer!r} must be one of the letters "
-                                   f"{', '.join(LETTERS[: len(self.choices)])}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["choices"] = list(self.choices)
-        return d
 
 
 @dataclass(frozen=True)
@@ -84,7 +51,7 @@ NAMED = {
 
 def data_dirs() -> list[str]:
     """Directories searched for local copies: ``$TTSCALE_DATA`` (if set), then ``../shared/data`` from the repo root."""
-    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     dirs = [os.environ["TTSCALE_DATA"]] if os.environ.get("TTSCALE_DATA") else []
     return dirs + [os.path.normpath(os.path.join(repo_root, "..", "shared", "data"))]
 
@@ -231,8 +198,6 @@ def load_dataset_rows(name_or_path: str, limit: int | None = None, field_map: st
         raise TTScaleError(f"--limit {limit!r}: must be a positive integer, or omitted for the whole dataset")
     name = (name_or_path or "").strip()
     if name == "synthetic" or name.startswith("synthetic:"):
-        from benchmarks.synthetic import load_synthetic  # synthetic builds Problems; imported late to avoid a cycle
-
         if field_map:
             raise TTScaleError("--fields applies to local .jsonl files only; synthetic problems have fixed fields")
         return load_synthetic(name, limit=limit, seed=seed)

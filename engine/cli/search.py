@@ -11,16 +11,26 @@ import json
 import os
 import sys
 
+from engine.cli.common import (
+    add_budget_args,
+    add_format_args,
+    add_model_args,
+    add_sampling_args,
+    budget_from_args,
+    gather_prompts,
+    sampling_from_args,
+)
 from engine.errors import TTScaleError
-
-PROTOCOL_NAMES = ("rlhflow", "math-shepherd", "qwen-prm")
+from engine.formats import get_format
+from engine.models import load_model
+from engine.search.config import DEFAULT_SYSTEM_PROMPT, SearchConfig
+from engine.search.prm import ModelPRM, VerifierPRM, load_prm
+from engine.search.prm_protocols import PROTOCOLS
+from engine.search.searcher import Searcher
 
 
 def add_parser(sub) -> None:
     """Register ``search`` on the ``ttscale`` subcommands."""
-    from engine.cli import add_budget_args, add_format_args, add_model_args, add_sampling_args
-    from engine.search.config import SearchConfig
-
     d = SearchConfig()
     p = sub.add_parser(
         "search", help="search with a process reward model: best-of-n, majority, weighted, beam, dvts",
@@ -56,22 +66,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run, temperature=0.8)
 
 
-def _prompts(args) -> list[str]:
-    from engine.cli import read_prompts_file
-
-    prompts = list(args.prompt or [])
-    if args.prompts_file:
-        prompts += read_prompts_file(args.prompts_file)
-    if not prompts:
-        raise TTScaleError("no prompt given; pass PROMPT arguments or --prompts-file F")
-    if any(not p.strip() for p in prompts):
-        raise TTScaleError("a prompt is empty; give non-empty text")
-    return prompts
-
-
 def _config(args):
-    from engine.search.config import SearchConfig
-
     return SearchConfig(strategy=args.strategy, n=args.n, beam_width=args.beam_width, max_steps=args.max_steps,
                         max_step_tokens=args.max_step_tokens, lookahead=args.lookahead, agg=args.agg,
                         filter_duplicates=not args.no_dedup, batch_problems=args.batch_problems)
@@ -79,8 +74,6 @@ def _config(args):
 
 def _prm(args, config, policy):
     """The scorer and a line describing it; the verifier was imported already (``verifier``)."""
-    from engine.search.prm import ModelPRM, load_prm
-
     if not config.uses_prm:
         return None, "none (majority voting needs no scores)"
     if args.verifier:
@@ -94,14 +87,7 @@ def _prm(args, config, policy):
 
 def run(args) -> int:
     """``ttscale search``: validate everything, load the policy and the PRM, search, print."""
-    from engine.cli import budget_from_args, sampling_from_args
-    from engine.formats import get_format
-    from engine.models import load_model
-    from engine.search.config import DEFAULT_SYSTEM_PROMPT
-    from engine.search.prm import VerifierPRM
-    from engine.search.searcher import Searcher
-
-    prompts = _prompts(args)
+    prompts = gather_prompts(args)
     config = _config(args)
     sampling, budget = sampling_from_args(args), budget_from_args(args)
     fmt = get_format(args.format, args.think_start, args.think_end)
@@ -109,8 +95,8 @@ def run(args) -> int:
         raise TTScaleError(f"--max-kv-tokens must be >= 1 (or unset for no cap), got {args.max_kv_tokens}")
     if args.prm is not None and args.verifier is not None:
         raise TTScaleError("--prm and --verifier both given; score with a PRM model or with a verifier, not both")
-    if args.verifier is None and args.prm_protocol not in PROTOCOL_NAMES:
-        raise TTScaleError(f"--prm-protocol {args.prm_protocol!r} is unknown; use one of {', '.join(PROTOCOL_NAMES)}, "
+    if args.verifier is None and args.prm_protocol not in PROTOCOLS:
+        raise TTScaleError(f"--prm-protocol {args.prm_protocol!r} is unknown; use one of {', '.join(PROTOCOLS)}, "
                            "or --verifier module:function for a programmatic checker")
     args.verifier_prm = VerifierPRM.from_spec(args.verifier) if args.verifier else None
     folder = os.path.dirname(os.path.abspath(args.tree)) if args.tree else None

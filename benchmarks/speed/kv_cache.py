@@ -1,6 +1,6 @@
 """Side-by-side measurement: tree cache versus a DynamicCache batch that holds one copy of the prompt per row.
 
-    python -m engine.kv_cache.bench --model smollm2-135m --n 16 --prompt 200 --steps 32
+    python -m benchmarks.speed.kv_cache --model smollm2-135m --n 16 --prompt 200 --steps 32
 
 Both competitors get the same prompt and the same pre-drawn token per row and step, so they do identical model
 work; only the cache differs. The baseline is what plain transformers offers (REFERENCE §5): prefill once, then

@@ -4,8 +4,8 @@
     ttscale eval report runs/syn
     accelerate launch --multi_gpu --num_processes 2 -m engine.cli eval ... --out runs/syn    # sharded, same files
 
-Flags map one-to-one to :class:`benchmarks.eval.EvalConfig` fields (model and format flags are the shared ones of
-``engine/cli.py``). Everything is checked — configuration, dataset, output directory — before a model loads.
+Flags map one-to-one to :class:`benchmarks.eval.config.EvalConfig` fields (model and format flags are the shared ones of
+``engine/cli/__init__.py``). Everything is checked — configuration, dataset, output directory — before a model loads.
 """
 
 from __future__ import annotations
@@ -13,9 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from benchmarks.eval.config import DEFAULT_BUDGETS, DEFAULT_N, METHODS, EvalConfig, config_fields
+from benchmarks.eval.report import report
+from benchmarks.eval.runner import processes, run_eval
+from engine.cli.common import add_format_args, add_model_args
 from engine.errors import TTScaleError
 
-# EvalConfig fields whose flags come from engine/cli.py's shared helpers.
+# EvalConfig fields whose flags come from engine/cli/__init__.py's shared helpers.
 SHARED = ("model", "dtype", "quantization", "format", "think_start", "think_end", "template", "system")
 
 
@@ -46,9 +50,6 @@ def _add_config_flag(group, f) -> None:
 
 def add_parser(sub) -> None:
     """Register ``eval`` (and ``eval report``) on the ``ttscale`` subcommands."""
-    from benchmarks.eval import DEFAULT_BUDGETS, DEFAULT_N, METHODS, config_fields
-    from engine.cli import add_format_args, add_model_args
-
     p = sub.add_parser(
         "eval", help="evaluate test-time scaling methods on a benchmark (accuracy vs thinking tokens and vs N)",
         description="Run methods swept over their compute knob on a benchmark; write samples.jsonl, metrics.json, "
@@ -59,7 +60,7 @@ def add_parser(sub) -> None:
                f"--n {' '.join(map(str, DEFAULT_N))}. Redraw a report: ttscale eval report DIR")
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (created; an existing one is resumed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g = p.add_argument_group("evaluation (benchmarks.eval.EvalConfig)")
+    g = p.add_argument_group("evaluation (benchmarks.eval.config.EvalConfig)")
     for f in config_fields():
         if f.name not in SHARED:
             _add_config_flag(g, f)
@@ -74,8 +75,6 @@ def add_parser(sub) -> None:
 
 def config_from_args(args):
     """An :class:`EvalConfig` from parsed flags (absent flags keep the dataclass defaults). Refuses what it refuses."""
-    from benchmarks.eval import EvalConfig, config_fields
-
     values = {f.name: getattr(args, f.name) for f in config_fields() if hasattr(args, f.name)}
     for name, value in list(values.items()):
         if isinstance(value, list):
@@ -90,8 +89,6 @@ def _tables(summary: str) -> str:
 
 def run(args) -> int:
     """``ttscale eval``: validate, run (or resume) on this process's shard, and print the summary on rank 0."""
-    from benchmarks.eval import processes, run_eval
-
     config = config_from_args(args)
     if not args.out:
         raise TTScaleError("--out is missing; give the directory to write samples.jsonl and the report into")
@@ -108,8 +105,6 @@ def run(args) -> int:
 
 def run_report(args) -> int:
     """``ttscale eval report DIR``: recompute metrics, figure and summary from the rows alone."""
-    from benchmarks.report import report
-
     paths = report(args.dir)
     with open(paths["summary"], encoding="utf-8") as fh:
         print(_tables(fh.read()))

@@ -1,11 +1,11 @@
 """Benchmark: beam search and DVTS on the prefix-sharing engine vs the reference's re-prefill loop.
 
-    ttscale bench search --json            (or: python -m benchmarks.bench_search --json)
+    ttscale bench search --json            (or: python -m benchmarks.speed.search --json)
 
 In one process on the embedded model, for each strategy (beam, dvts) and each N (4, 16), M = 4:
   (a) ttscale   :class:`engine.search.Searcher`: each prompt prefilled once, branches forked in the KV tree, all
                 problems in one decode loop; the PRM scores only each new step (prefix cache)
-  (b) baseline  :class:`benchmarks.search_baseline.ReprefillSearch`: every step re-tokenises and re-prefills the
+  (b) baseline  :class:`benchmarks.speed.search_baseline.ReprefillSearch`: every step re-tokenises and re-prefills the
                 whole text, the PRM re-scores whole prefixes, one problem at a time (REFERENCE §3)
 Both use the same PRM (the policy itself under rlhflow, weights shared: no PRM weights exist offline), the same
 selection code and T = 0.8 with the same seed. They search alike but do not draw the same samples, so generated
@@ -66,7 +66,7 @@ def run_ours(model, tokenizer, config, sampling, questions) -> dict:
 
 
 def run_baseline(model, tokenizer, config, sampling, questions) -> dict:
-    from benchmarks.search_baseline import ReprefillSearch
+    from benchmarks.speed.search_baseline import ReprefillSearch
     from engine.search import ModelPRM
 
     prm = ModelPRM(model, tokenizer, "rlhflow", max_cache_tokens=0)  # no prefix cache: whole prefixes re-scored

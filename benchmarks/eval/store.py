@@ -51,7 +51,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from engine.errors import TTScaleError
 
