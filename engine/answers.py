@@ -232,7 +232,7 @@ def _in_main_thread() -> bool:
 @lru_cache(maxsize=8192)
 def _parsed(ans: str, timed: bool):
     """math-verify's parse of one answer, wrapped as display math so bare LaTeX is found; ``[]`` on any failure."""
-    from math_verify import parse
+    from math_verify import parse  # deferred: math-verify (and sympy) load in ~1 s, only once grading starts
 
     try:
         return parse(f"$\\boxed{{{ans}}}$", parsing_timeout=VERIFY_TIMEOUT_S if timed else None)
@@ -245,7 +245,7 @@ def _parsed(ans: str, timed: bool):
 
 @lru_cache(maxsize=65536)
 def _verified(gold: str, pred: str, timed: bool) -> bool:
-    from math_verify import verify
+    from math_verify import verify  # deferred: see _parsed
 
     g, p = _parsed(gold, timed), _parsed(pred, timed)
     if not g or not p:

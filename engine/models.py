@@ -20,6 +20,8 @@ import shutil
 from dataclasses import dataclass, field
 
 import torch
+from filelock import FileLock
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from engine.errors import TTScaleError
 
@@ -127,9 +129,6 @@ def gguf_to_safetensors(gguf_path: str) -> str:
     again. Conversion happens under a file lock and into a temporary directory that is renamed at the end,
     so concurrent processes (``accelerate launch``) never see a half-written model.
     """
-    from filelock import FileLock
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     st = os.stat(gguf_path)
     key = hashlib.sha1(f"{os.path.abspath(gguf_path)}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:12]
     stem = os.path.basename(gguf_path)[: -len(".gguf")]
@@ -200,7 +199,6 @@ def _quantization_config(quantization: str | None):
         raise TTScaleError(f"--quantization {quantization} uses bitsandbytes, which needs a CUDA GPU; none is visible, so load the model unquantised")
     if importlib.util.find_spec("bitsandbytes") is None:
         raise TTScaleError(f"--quantization {quantization} needs the bitsandbytes package: pip install 'ttscale[gpu]'")
-    from transformers import BitsAndBytesConfig
 
     if quantization == "4bit":
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_type="nf4")
@@ -232,8 +230,6 @@ def load_model(
     Remote code is never run unless ``trust_remote_code`` is set. Refuses unknown names, missing paths,
     unknown dtypes or attention implementations, and hub ids that cannot be fetched (each in one sentence).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     kind, where = resolve_model(spec)
     quant = _quantization_config(quantization)
     dev = pick_device(device) if device_map is None else "cuda"

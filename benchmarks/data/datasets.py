@@ -174,7 +174,7 @@ def gpqa_problems(rows: list[dict], seed: int, source: str) -> list[Problem]:
 def _from_hub(name: str, spec: NamedDataset) -> list[dict]:
     searched = ", ".join(os.path.join(d, spec.local_file) for d in data_dirs())
     try:
-        import datasets
+        import datasets  # deferred: heavy (pyarrow, fsspec), needed only when a benchmark is fetched from the hub
 
         ds = datasets.load_dataset(spec.hub_id, spec.config, split=spec.split)
         return [dict(r) for r in ds]

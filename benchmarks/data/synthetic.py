@@ -39,6 +39,7 @@ import re
 from itertools import combinations
 
 from benchmarks.data.problem import Problem
+from engine.answers import ANSWER_DELIMITERS, answer_region, extract_answer
 from engine.errors import TTScaleError
 
 TASKS = ("arith", "count")
@@ -340,8 +341,6 @@ def read_answer(text: str | None, delimiters: tuple[str, ...] | None = None) -> 
     Synthetic answers are integers, so the runner grades them by number, not with math-verify: math-verify would
     evaluate a restated question ("Final Answer: 2 + 6") and count it as the answer 8. Never raises.
     """
-    from engine.answers import ANSWER_DELIMITERS, answer_region, extract_answer
-
     if not isinstance(text, str) or not text.strip():
         return None
     delimiters = tuple(delimiters or ()) + ANSWER_DELIMITERS

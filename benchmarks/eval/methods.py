@@ -27,9 +27,21 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from benchmarks.data.datasets import LETTERS
+from benchmarks.data.synthetic import read_answer
 from benchmarks.eval.config import CLASSES, DERIVED, SCORED, EvalConfig, Unit
 from benchmarks.eval.store import PARALLEL_METHODS, new_row, read_samples
+from engine.answers import ANSWER_DELIMITERS, extract_answer, extract_choice, is_equivalent
+from engine.engine import ThinkingEngine
 from engine.errors import TTScaleError
+from engine.formats import end_of_turn_ids, get_format
+from engine.logits.budget import BudgetConfig
+from engine.logits.countdown import CountdownProcessor
+from engine.logits.sampling import SamplingConfig
+from engine.models import load_model
+from engine.search import SearchConfig, Searcher
+from engine.search.prm import ModelPRM, VerifierPRM, load_prm
+from engine.search.select import choose_answer
 
 TOKEN_SUFFIX = "\n\nThink for up to {n} tokens."
 STEP_SUFFIX = "\n\nThink for up to {n} steps."
@@ -63,18 +75,12 @@ class Context:
     def build(cls, config: EvalConfig, model=None, tokenizer=None, device: str = "auto", device_map=None, attn: str = "auto",
               trust_remote_code: bool = False) -> "Context":
         """Load ``config.model`` (unless a model and tokenizer are given) and wrap it in a ``ThinkingEngine``."""
-        from engine.engine import ThinkingEngine
-        from engine.formats import end_of_turn_ids, get_format
-
         fmt = get_format(config.format, config.think_start, config.think_end)
         if model is None or tokenizer is None:
-            from engine.models import load_model
-
             lm = load_model(config.model, dtype=config.dtype, device=device, device_map=device_map, attn_implementation=attn,
                             quantization=config.quantization, trust_remote_code=trust_remote_code)
             model, tokenizer = lm.model, lm.tokenizer
         engine = ThinkingEngine(model, tokenizer, format=fmt, template=config.template, system=config.system)
-        from engine.answers import ANSWER_DELIMITERS
 
         return cls(config=config, model=model, tokenizer=tokenizer, engine=engine,
                    end_ids=end_of_turn_ids(tokenizer, model.generation_config.eos_token_id),
@@ -85,15 +91,9 @@ class Context:
     # ---- grading
     def extract(self, problem, text: str | None) -> str | None:
         """The answer a generation commits to, read the way this problem is graded."""
-        from engine.answers import extract_answer, extract_choice
-
         if problem.kind == "choice":
-            from benchmarks.data.datasets import LETTERS
-
             return extract_choice(text, LETTERS[: len(problem.choices)], self.delimiters)
         if self.synthetic:
-            from benchmarks.data.synthetic import read_answer
-
             return read_answer(text, self.delimiters)
         return extract_answer(text, self.delimiters)
 
@@ -108,7 +108,6 @@ class Context:
                 return float(answer) == float(problem.answer)
             except ValueError:
                 return False
-        from engine.answers import is_equivalent
 
         return is_equivalent(problem.answer, answer)
 
@@ -126,10 +125,6 @@ class Context:
 
     def searcher(self, strategy: str, n: int, batch: int, seed: int):
         """A ``Searcher`` for this strategy and N (built once, so the KV self-check runs once), seeded for this unit."""
-        from engine.logits.budget import BudgetConfig
-        from engine.logits.sampling import SamplingConfig
-        from engine.search import SearchConfig, Searcher
-
         cfg = self.config
         sampling = SamplingConfig(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, seed=seed)
         key = (strategy, n, batch)
@@ -159,7 +154,6 @@ def check_scorer(config: EvalConfig) -> None:
     if config.prm_protocol == "verifier":
         if not config.prm:
             raise TTScaleError("--prm-protocol verifier needs --prm module:function, e.g. --prm benchmarks.data.synthetic:check_steps")
-        from engine.search.prm import VerifierPRM
 
         VerifierPRM.from_spec(config.prm)
 
@@ -167,8 +161,6 @@ def check_scorer(config: EvalConfig) -> None:
 def load_scorer(config: EvalConfig, model, tokenizer, device: str = "auto", trust_remote_code: bool = False):
     """The PRM: the policy itself under ``--prm-protocol`` when ``--prm`` is not given (a stand-in sharing its weights),
     a verifier for ``--prm-protocol verifier``, else the named model. Refuses what ``check_scorer`` and ``load_prm`` refuse."""
-    from engine.search.prm import ModelPRM, load_prm
-
     check_scorer(config)
     if config.prm is None:
         return ModelPRM(model, tokenizer, config.prm_protocol)
@@ -184,8 +176,6 @@ def run_unit(ctx: Context, unit: Unit) -> list[dict]:
 
 
 def _greedy():
-    from engine.logits.sampling import SamplingConfig
-
     return SamplingConfig()
 
 
@@ -213,8 +203,6 @@ def _timed(fn, *args, **kwargs):
 
 def run_budget(ctx: Context, unit: Unit) -> list[dict]:
     """Budget forcing, greedy: the setting is the BudgetConfig (s1 §3.1)."""
-    from engine.logits.budget import BudgetConfig
-
     cfg = ctx.config
     (_, s), = unit.outputs
     budget = BudgetConfig(min_thinking_tokens=s.get("min_thinking_tokens", 0), max_thinking_tokens=s.get("max_thinking_tokens"),
@@ -228,8 +216,6 @@ def run_budget(ctx: Context, unit: Unit) -> list[dict]:
 def run_prompted(ctx: Context, unit: Unit) -> list[dict]:
     """Token-, step- and class-conditional: the instruction appended to the question; step-conditional also writes
     the countdown before each step. No thinking budget: the model alone decides when to stop."""
-    from engine.logits.budget import BudgetConfig
-
     cfg = ctx.config
     (method, s), = unit.outputs
     if method == "token-conditional":
@@ -241,8 +227,6 @@ def run_prompted(ctx: Context, unit: Unit) -> list[dict]:
     questions = [p.question + suffix for p in unit.problems]
     kwargs, countdown = {}, None
     if method == "step-conditional":
-        from engine.logits.countdown import CountdownProcessor
-
         countdown = CountdownProcessor(ctx.tokenizer, s["steps"], ctx.engine.format.think_end,
                                        vocab_size=ctx.model.config.vocab_size)
         kwargs["prefix_allowed_tokens_fn"] = countdown.allowed_tokens
@@ -261,9 +245,6 @@ def run_rejection(ctx: Context, unit: Unit) -> list[dict]:
     A thinking cap of N + 1 stops samples that are already rejected (they are never kept); a sample is accepted when
     the model ended thinking by itself within N tokens. After --max-tries the last sample is kept, marked
     ``accepted: false`` (so Control and ``within_budget`` show it)."""
-    from engine.logits.budget import BudgetConfig
-    from engine.logits.sampling import SamplingConfig
-
     cfg = ctx.config
     (_, s), = unit.outputs
     limit = s["max_thinking_tokens"]
@@ -299,8 +280,6 @@ def _sample_tokens(c) -> tuple[int, int]:
 def _parallel_row(ctx: Context, problem, method: str, setting: dict, comps: list, prompt: str, wall: float,
                   extra: dict | None = None) -> dict:
     """One parallel row: the rule of ``method`` picks an answer among ``comps`` (in generation order)."""
-    from engine.search.select import choose_answer
-
     answers = [ctx.extract(problem, c.text) for c in comps]
     scores = [c.score for c in comps]
     chosen = choose_answer(answers, scores, RULE[method])

@@ -143,9 +143,9 @@ def _title(config: dict | None) -> str:
 
 def plot(metrics: dict, path: str, title: str | None = None) -> str:
     """Draw the two-panel scaling figure (sequential: accuracy vs thinking tokens; parallel: accuracy vs N, log2)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # deferred: matplotlib is heavy, only the figure needs it
     from matplotlib.figure import Figure  # the object API: no pyplot state, no global backend switch
-    from matplotlib.ticker import FixedLocator, NullLocator
+    from matplotlib.ticker import FixedLocator, NullLocator  # deferred: see above
 
     fig = Figure(figsize=(13, 5.2), dpi=120)
     FigureCanvasAgg(fig)

@@ -28,6 +28,10 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
+
+import torch
+from tqdm.auto import tqdm
 
 from benchmarks.data.datasets import load_dataset_rows
 from benchmarks.eval import methods
@@ -64,10 +68,8 @@ def processes(device: str = "auto") -> Processes:
             note = ("accelerate started a single process (its --cpu launcher needs MPI for more); for CPU processes use "
                     "`accelerate launch --multi_gpu --num_processes N` (torchrun) or `torchrun --nproc_per_node N`")
         return Processes(device=device, note=note)
-    from datetime import timedelta
 
-    import torch
-    from accelerate import PartialState
+    from accelerate import PartialState  # deferred: only multi-process runs start a process group
 
     cpu = device == "cpu" or not torch.cuda.is_available()
     # A rank that finishes its shard early waits at the final barrier; allow long evaluations.
@@ -142,8 +144,6 @@ def _run_units(ctx, store: RunStore, units: list[Unit], procs: Processes, progre
     total = sum(u.cost() for u in units)
     bar = None
     if progress and procs.rank == 0:
-        from tqdm.auto import tqdm
-
         who = f" (rank 0 of {procs.world}; each process has its share)" if procs.world > 1 else ""
         bar = tqdm(total=total, desc=f"eval{who}", unit="gen", dynamic_ncols=True)
     written = 0

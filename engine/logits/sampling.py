@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
 from engine.errors import TTScaleError
 
 
@@ -36,8 +38,6 @@ class SamplingConfig:
 
     def warpers(self) -> list:
         """The transformers warpers for these settings, in transformers' own order (temperature, top-k, top-p)."""
-        from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
-
         if self.greedy:
             return []
         out = []
