@@ -18,47 +18,29 @@ probability the model had put on ending there.
 
 from __future__ import annotations
 
-import json
-import os
-
 from engine.errors import TTScaleError
+from engine.jsonl import read_jsonl, write_jsonl_atomic
 
 REASON_LABELS = {"min_budget": "min", "ignore": "ignore", "max_budget": "cap", "delimiter": "delim",
                  "end_of_turn": "eot→delim", "max_answer": "answer cap"}
 
 
 def write_trace(path: str, results) -> int:
-    """Write every result's trace records to ``path`` as JSONL; returns the number of records written.
+    """Write every result's trace records to ``path`` as JSONL (atomically); returns the number of records written.
 
-    Refuses results that were generated without ``trace=True``.
+    Refuses results that were generated without ``trace=True`` (before writing anything) and a missing folder.
     """
-    n = 0
-    with open(path, "w", encoding="utf-8") as fh:
-        for res in results:
-            if res.trace is None:
-                raise TTScaleError("these results carry no trace; generate with trace=True (CLI: --trace FILE)")
-            for rec in res.trace:
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                n += 1
-    return n
+    if any(res.trace is None for res in results):
+        raise TTScaleError("these results carry no trace; generate with trace=True (CLI: --trace FILE)")
+    return write_jsonl_atomic(path, (rec for res in results for rec in res.trace))
 
 
 def read_trace(path: str) -> list[dict]:
-    """Read a trace file; refuses a missing file or a line that is not a JSON object."""
-    if not os.path.isfile(path):
-        raise TTScaleError(f"trace file {path}: no such file")
-    records = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TTScaleError(f"trace file {path}, line {lineno}: not JSON ({exc.msg}); was it written by ttscale --trace?") from exc
-            if not isinstance(rec, dict) or "type" not in rec:
-                raise TTScaleError(f"trace file {path}, line {lineno}: not a ttscale trace record")
-            records.append(rec)
+    """Read a trace file; refuses a missing file, a line that is not a JSON object and records without a type."""
+    records = read_jsonl(path, what="trace file", hint="was it written by ttscale --trace?")
+    for n, rec in enumerate(records, 1):
+        if "type" not in rec:
+            raise TTScaleError(f"trace file {path}, record {n}: not a ttscale trace record (it has no 'type' field)")
     return records
 
 

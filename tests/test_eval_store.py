@@ -76,7 +76,7 @@ def test_corrupt_middle_line_is_refused_with_its_line_number(tmp_path):
         store.append(row_for(*items()[0]))
     with open(os.path.join(out, "samples.rank0.jsonl"), "a") as fh:
         fh.write("{oops\n" + canonical_json(row_for(*items()[1])) + "\n")
-    with pytest.raises(TTScaleError, match="line 2 is not valid JSON"):
+    with pytest.raises(TTScaleError, match="line 2: not valid JSON"):
         read_samples(out)
 
 
@@ -192,3 +192,13 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
     assert [r["problem_id"] for r in rows] == [f"p{i}" for i in range(40)]
     assert all(r["generation"] == str(int(r["problem_id"][1:])) * 200000 for r in rows)
     assert len(lines(os.path.join(out, "samples.jsonl"))) == 40
+
+
+def test_binary_run_file_is_refused_as_not_utf8(tmp_path):
+    out = str(tmp_path / "run")
+    with RunStore(out, CONFIG) as store:
+        store.append(row_for(*items()[0]))
+    with open(os.path.join(out, "samples.rank0.jsonl"), "ab") as fh:
+        fh.write(b"\xff\xfe\x00binary\n")
+    with pytest.raises(TTScaleError, match="line 2: not UTF-8 text"):
+        read_samples(out)

@@ -15,7 +15,6 @@ so ``limit`` does not change the order), listed as ``A) … D)`` after the quest
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from benchmarks.data.problem import LETTERS, Problem
 from benchmarks.data.synthetic import load_synthetic
 from engine.errors import TTScaleError
+from engine.jsonl import read_jsonl
 
 FIELD_TARGETS = ("question", "answer", "id", "choices")
 
@@ -88,22 +88,6 @@ def parse_field_map(field_map: str | dict | None) -> dict[str, str]:
     if unknown:
         raise TTScaleError(f"--fields names unknown target {unknown[0]!r}; targets are {', '.join(FIELD_TARGETS)}")
     return dict(field_map)
-
-
-def _read_jsonl(path: str) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TTScaleError(f"{path} line {number} is not valid JSON ({exc.msg}); fix that line or give another file") from exc
-            if not isinstance(row, dict):
-                raise TTScaleError(f"{path} line {number} is a JSON {type(row).__name__}, not an object with named fields")
-            rows.append(row)
-    return rows
 
 
 def _field(row: dict, name: str, target: str, where: str):
@@ -206,7 +190,7 @@ def load_dataset_rows(name_or_path: str, limit: int | None = None, field_map: st
             raise TTScaleError(f"--fields applies to local .jsonl files only; dataset {name} has fixed fields")
         spec = NAMED[name]
         local = next((os.path.join(d, spec.local_file) for d in data_dirs() if os.path.isfile(os.path.join(d, spec.local_file))), None)
-        rows = _read_jsonl(local) if local else _from_hub(name, spec)
+        rows = read_jsonl(local, what="dataset") if local else _from_hub(name, spec)
         source = local or spec.hub_id
         if limit is not None:
             rows = rows[:limit]
@@ -217,7 +201,7 @@ def load_dataset_rows(name_or_path: str, limit: int | None = None, field_map: st
         path = os.path.expanduser(name)
         if not os.path.isfile(path):
             raise TTScaleError(f"--dataset {name}: no such file; give an existing .jsonl file or one of {', '.join(NAMED)}, synthetic")
-        rows = _read_jsonl(path)
+        rows = read_jsonl(path, what="dataset", hint="give a .jsonl file with one JSON object per line")
         if not rows:
             raise TTScaleError(f"--dataset {name}: the file holds no rows; give a .jsonl file with one JSON object per line")
         return rows_to_problems(rows[:limit] if limit else rows, parse_field_map(field_map), path)

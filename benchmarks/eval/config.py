@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from benchmarks.eval.store import PARALLEL_METHODS, SEQUENTIAL_METHODS, canonical_json, row_key
 from engine.errors import TTScaleError
+from engine.search.prm_protocols import PROTOCOLS
 
 POOLED = ("majority", "best-of-n", "weighted")          # share one pool of max(N) samples per problem
 STEPWISE = ("beam", "dvts")                              # one search per N
@@ -69,7 +70,7 @@ class EvalConfig:
     max_new_tokens: int = field(default=1024, metadata=_help("overall cap of generations that no thinking budget bounds (baselines, --num-ignore without --ignore-cap)"))
     parallel_max_thinking: int | None = field(default=None, metadata=_help("thinking cap of each parallel sample (budget forcing inside search)"))
     prm: str | None = field(default=None, metadata=_help("scorer for best-of-n / weighted / beam / dvts: PRM model, or module:function with --prm-protocol verifier (default: the policy itself)"))
-    prm_protocol: str = field(default="rlhflow", metadata=_help("rlhflow, math-shepherd, qwen-prm or verifier"))
+    prm_protocol: str = field(default="rlhflow", metadata=_help(", ".join(PROTOCOLS) + " or verifier"))
     pilot_n: int = field(default=4, metadata=_help("compute-optimal: samples of the pool whose mean PRM score bins the problems"))
     batch_size: int = field(default=16, metadata=_help("problems per generate call (sequential methods); part of the configuration since batches change numerics"))
     search_batch: int = field(default=4, metadata=_help("problems per search (parallel methods)"))

@@ -41,6 +41,7 @@ from engine.logits.sampling import SamplingConfig
 from engine.models import load_model
 from engine.search import SearchConfig, Searcher
 from engine.search.prm import ModelPRM, VerifierPRM, load_prm
+from engine.search.prm_protocols import PROTOCOLS
 from engine.search.select import choose_answer
 
 TOKEN_SUFFIX = "\n\nThink for up to {n} tokens."
@@ -51,7 +52,7 @@ CLASS_SUFFIX = {  # s1 App. E, verbatim
             "trying to double-check your work until you are absolutely sure that you have the correct answer.",
 }
 assert set(CLASS_SUFFIX) == set(CLASSES)
-PROTOCOLS = ("rlhflow", "math-shepherd", "qwen-prm", "verifier")
+SCORERS = (*PROTOCOLS, "verifier")  # the PRM protocols of engine.search.prm_protocols, or a Python verifier
 RULE = {"majority": "majority", "best-of-n": "best", "weighted": "weighted", "beam": "best", "dvts": "best"}
 
 
@@ -149,8 +150,8 @@ def check_scorer(config: EvalConfig) -> None:
     """Refuse a bad ``--prm-protocol`` / ``--prm`` before anything loads (imports a verifier, loads no model)."""
     if not any(m in SCORED for m in config.methods) and "compute-optimal" not in config.methods:
         return
-    if config.prm_protocol not in PROTOCOLS:
-        raise TTScaleError(f"--prm-protocol {config.prm_protocol!r} is unknown; use one of {', '.join(PROTOCOLS)}")
+    if config.prm_protocol not in SCORERS:
+        raise TTScaleError(f"--prm-protocol {config.prm_protocol!r} is unknown; use one of {', '.join(SCORERS)}")
     if config.prm_protocol == "verifier":
         if not config.prm:
             raise TTScaleError("--prm-protocol verifier needs --prm module:function, e.g. --prm benchmarks.data.synthetic:check_steps")

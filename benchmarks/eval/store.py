@@ -54,6 +54,7 @@ import re
 from collections.abc import Sequence
 
 from engine.errors import TTScaleError
+from engine.jsonl import JsonlWriter, read_jsonl, write_jsonl_atomic
 
 CONFIG = "config.json"
 SAMPLES = "samples.jsonl"
@@ -63,6 +64,7 @@ SEQUENTIAL_METHODS = ("budget", "token-conditional", "step-conditional", "class-
 PARALLEL_METHODS = ("majority", "best-of-n", "weighted", "beam", "dvts", "compute-optimal")
 SCALING_KINDS = ("sequential", "parallel")
 
+REPAIR_HINT = "the file was edited or corrupted, so repair or delete that line before resuming"
 REQUIRED = {"problem_id": str, "method": str, "setting": dict, "scaling": str, "compute": (int, float), "correct": bool}
 
 
@@ -145,23 +147,6 @@ def sort_key(row: dict) -> tuple:
     return natural_key(str(row["problem_id"])), row["method"], natural_key(canonical_json(row["setting"]))
 
 
-def _read_jsonl(path: str) -> list[dict]:
-    """Rows of one file; a torn last line (no trailing newline, from a kill) is ignored, other bad lines refused."""
-    with open(path, "rb") as fh:
-        data = fh.read()
-    complete = data.split(b"\n")[:-1]  # the last piece is b"" or a torn row without its newline: not finished
-    rows = []
-    for number, line in enumerate(complete, start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise TTScaleError(f"{path} line {number} is not valid JSON ({exc.msg}); the file was edited or corrupted, "
-                               "so repair or delete that line before resuming") from exc
-    return rows
-
-
 def _shard_paths(out_dir: str) -> list[str]:
     def rank_of(path):
         m = re.search(r"samples\.rank(\d+)\.jsonl$", path)
@@ -180,7 +165,7 @@ def read_samples(out_dir: str) -> list[dict]:
     paths = ([os.path.join(out_dir, SAMPLES)] if os.path.exists(os.path.join(out_dir, SAMPLES)) else []) + _shard_paths(out_dir)
     seen: dict[tuple, dict] = {}
     for path in paths:
-        for row in _read_jsonl(path):
+        for row in read_jsonl(path, what="run file", hint=REPAIR_HINT):
             validate_row(row)
             seen.setdefault(row_key(row["problem_id"], row["method"], row["setting"]), row)
     return sorted(seen.values(), key=sort_key)
@@ -240,9 +225,8 @@ class RunStore:
         os.makedirs(out_dir, exist_ok=True)
         self._check_or_write_config()
         self.shard_path = os.path.join(out_dir, f"samples.rank{rank}.jsonl")
-        self._repair_own_shard()
         self.done: set[tuple[str, str, str]] = {row_key(r["problem_id"], r["method"], r["setting"]) for r in read_samples(out_dir)}
-        self._fh = open(self.shard_path, "a", encoding="utf-8")
+        self._fh = JsonlWriter(self.shard_path, fsync=True, dumps_fn=canonical_json)  # cuts a torn last row first
 
     # -- configuration
     def _check_or_write_config(self) -> None:
@@ -267,17 +251,6 @@ class RunStore:
         os.replace(tmp, path)
         _fsync_dir(self.out_dir)
 
-    def _repair_own_shard(self) -> None:
-        """Cut a torn last line (a row killed mid-write) off this process's shard, so appends start on a fresh line."""
-        if not os.path.exists(self.shard_path):
-            return
-        with open(self.shard_path, "rb+") as fh:
-            data = fh.read()
-            if data and not data.endswith(b"\n"):
-                fh.truncate(data.rfind(b"\n") + 1)
-                fh.flush()
-                os.fsync(fh.fileno())
-
     # -- rows
     def is_done(self, problem_id: str, method: str, setting: dict) -> bool:
         """Whether a row with this key is already on disk (in any shard or the merged file)."""
@@ -294,9 +267,7 @@ class RunStore:
             return False
         if self._fh is None:
             raise TTScaleError("this RunStore is closed; open a new RunStore on the directory to append rows")
-        self._fh.write(canonical_json(row) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        self._fh.append(row)
         self.done.add(key)
         return True
 
@@ -309,14 +280,7 @@ class RunStore:
             raise TTScaleError(f"merge() runs on rank 0 only (this is rank {self.rank}); wait for everyone, then merge on rank 0")
         self.close()
         rows = read_samples(self.out_dir)
-        path = os.path.join(self.out_dir, SAMPLES)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(canonical_json(row) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_jsonl_atomic(os.path.join(self.out_dir, SAMPLES), rows, dumps_fn=canonical_json)
         _fsync_dir(self.out_dir)
         for p in _shard_paths(self.out_dir):
             os.remove(p)

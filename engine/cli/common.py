@@ -6,10 +6,10 @@ Command modules (``engine/cli/<command>.py``) import from here; nothing here imp
 from __future__ import annotations
 
 import argparse
-import json
 
 from engine.errors import TTScaleError
 from engine.formats import get_format
+from engine.jsonl import parse_line
 from engine.logits.budget import BudgetConfig
 from engine.logits.sampling import SamplingConfig
 
@@ -94,10 +94,7 @@ def read_prompts_file(path: str) -> list[str]:
         if not line.strip():
             continue
         if line.lstrip().startswith("{"):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TTScaleError(f"--prompts-file {path}, line {n}: looks like JSON but does not parse ({exc.msg})") from exc
+            row = parse_line(line, path=path, number=n, what="--prompts-file")
             key = next((k for k in ("prompt", "question", "problem") if k in row), None)
             if key is None:
                 raise TTScaleError(f"--prompts-file {path}, line {n}: a JSON row needs a prompt, question or problem field; it has {sorted(row)}")

@@ -50,7 +50,7 @@ def add_parser(sub) -> None:
     g.add_argument("--agg", default=d.agg, help="step-score aggregation: last, min, prod, mean (default %(default)s)")
     g.add_argument("--prm", default=None, metavar="P",
                    help="PRM model (hub id, directory, embedded name); default: the policy model itself under --prm-protocol")
-    g.add_argument("--prm-protocol", default="rlhflow", help="rlhflow, math-shepherd or qwen-prm (default %(default)s)")
+    g.add_argument("--prm-protocol", default="rlhflow", help=", ".join(PROTOCOLS) + " (default %(default)s)")
     g.add_argument("--verifier", default=None, metavar="MODULE:FUNCTION",
                    help="programmatic step verifier instead of a PRM, e.g. engine.search.verifiers:arithmetic")
     g.add_argument("--batch-problems", type=int, default=d.batch_problems, help="problems searched together (default %(default)s)")
