@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     "tqdm>=4.67.1",
     "math-verify>=0.8.0",    # answer equivalence (REFERENCE §6)
     "matplotlib>=3.9.0",     # scaling-curve figures
+    "pyyaml>=6.0.1",         # --config FILE.yaml (transformers needs it too)
 ]
 
 setup(
@@ -33,7 +34,7 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "gpu": ["flash-attn>=2.5", "bitsandbytes>=0.43"],
-        "dev": ["pytest>=8", "hypothesis>=6"],
+        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.17,<0.18"],
     },
     entry_points={"console_scripts": ["ttscale=engine.cli.main:main"]},
 )

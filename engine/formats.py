@@ -9,7 +9,7 @@ SGLang on a new Qwen release). A delimiter may be several tokens long.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.errors import TTScaleError
 
@@ -126,3 +126,18 @@ def build_prompt(tokenizer, question: str, fmt: ThinkingFormat, style: PromptSty
     if fmt.think_start and not text.rstrip().endswith(fmt.think_start.strip()):
         text += fmt.think_start
     return text
+
+
+@dataclass(frozen=True)
+class FormatConfig:
+    """How prompts are rendered and where thinking starts and ends: the format flags of every command."""
+
+    format: str = field(default="s1", metadata={"help": "s1 (<|im_start|>think / <|im_start|>answer), think-tags (<think> / </think>) or custom"})
+    think_start: str | None = field(default=None, metadata={"help": "string that opens thinking (overrides the format's)"})
+    think_end: str | None = field(default=None, metadata={"help": "end-of-thinking delimiter (overrides the format's)"})
+    template: str = field(default="auto", metadata={"help": "prompt style: chat template or plain text", "choices": ["auto", "chat", "plain"]})
+    system: str | None = field(default=None, metadata={"help": "system message for chat templates"})
+
+    def thinking_format(self) -> ThinkingFormat:
+        """The :class:`ThinkingFormat` these settings name (see :func:`get_format` for what is refused)."""
+        return get_format(self.format, self.think_start, self.think_end)

@@ -213,6 +213,24 @@ def prepare_tokenizer(tokenizer):
     return tokenizer
 
 
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model to load and how: the model flags of every command (``load()`` calls :func:`load_model`)."""
+
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "embedded name (smollm2-135m, gemma3-270m), local dir, .gguf file or hub id"})
+    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16"})
+    device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu, cuda, cuda:1, ..."})
+    device_map: str | None = field(default=None, metadata={"help": "shard the model over GPUs through accelerate, e.g. auto"})
+    attn: str = field(default="auto", metadata={"help": "attention: auto (flash_attention_2 if installed on GPU, else sdpa), sdpa, eager, flash_attention_2"})
+    quantization: str | None = field(default=None, metadata={"help": "bitsandbytes quantisation (GPU only)", "choices": ["4bit", "8bit"]})
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow the model repository's own Python code to run"})
+
+    def load(self) -> LoadedModel:
+        """The model and tokenizer (see :func:`load_model` for what is refused)."""
+        return load_model(self.model, dtype=self.dtype, device=self.device, device_map=self.device_map,
+                          attn_implementation=self.attn, quantization=self.quantization, trust_remote_code=self.trust_remote_code)
+
+
 def load_model(
     spec: str = DEFAULT_MODEL,
     *,

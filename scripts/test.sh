@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Command 2: set everything up, then the whole test suite (CPU; GPU tests skip with a reason).
+# Command 2: set everything up, the linter (ruff, configured in pyproject.toml), then the whole test suite (CPU; GPU tests skip with a reason).
 # Extra arguments go to pytest (e.g. tests/test_kv_cache.py -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
+"$PY" -m ruff check --quiet . || { echo "test: ruff found the problems above (fix them, or run: $PY -m ruff check --fix .)" >&2; exit 1; }
 exec "$PY" -m pytest -q -p no:cacheprovider tests "$@"

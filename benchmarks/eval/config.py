@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import asdict, dataclass, field, fields
 
 from benchmarks.eval.store import PARALLEL_METHODS, SEQUENTIAL_METHODS, canonical_json, row_key
-from engine.errors import TTScaleError
+from engine.errors import ConfigError, TTScaleError
 from engine.search.prm_protocols import PROTOCOLS
 
 POOLED = ("majority", "best-of-n", "weighted")          # share one pool of max(N) samples per problem
@@ -90,52 +90,56 @@ class EvalConfig:
             if value is not None and not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple([value] if isinstance(value, (str, int)) else value))
         if not str(self.dataset or "").strip():
-            raise TTScaleError("--dataset is missing; give math500, aime24, aime25, gpqa-diamond, synthetic or a path to a .jsonl file")
+            raise ConfigError("`dataset` is missing; give math500, aime24, aime25, gpqa-diamond, synthetic or a path to a .jsonl file")
         if not self.methods:
-            raise TTScaleError(f"--method is empty; give at least one of {', '.join(METHODS)}")
+            raise ConfigError(f"`methods` is empty; give at least one of {', '.join(METHODS)}")
         for m in self.methods:
             if m not in METHODS:
-                raise TTScaleError(f"--method {m!r} is unknown; use one of {', '.join(METHODS)}")
+                raise ConfigError(f"`methods` {m!r} is unknown; use one of {', '.join(METHODS)}")
         if len(set(self.methods)) != len(self.methods):
-            raise TTScaleError(f"--method lists a method twice ({', '.join(self.methods)}); give each once")
-        for flag, values, least in (("--budgets", self.budgets, 1), ("--num-ignore", self.num_ignore, 0),
-                                    ("--steps", self.steps, 1), ("--n", self.n, 1)):
+            raise ConfigError(f"`methods` lists a method twice ({', '.join(self.methods)}); give each once")
+        for flag, values, least in (("`budgets`", self.budgets, 1), ("`num_ignore`", self.num_ignore, 0),
+                                    ("`steps`", self.steps, 1), ("`n`", self.n, 1)):
             if values is None:
                 continue
             if not values:
-                raise TTScaleError(f"{flag} is empty; give at least one value (or leave the flag out for its default)")
+                raise ConfigError(f"{flag} is empty; give at least one value (or leave it unset for its default)")
             for v in values:
                 if not isinstance(v, int) or isinstance(v, bool) or v < least:
-                    raise TTScaleError(f"{flag} value {v!r} must be an integer >= {least}")
+                    raise ConfigError(f"{flag} value {v!r} must be an integer >= {least}")
             if len(set(values)) != len(values):
-                raise TTScaleError(f"{flag} lists a value twice ({' '.join(map(str, values))}); give each once")
+                raise ConfigError(f"{flag} lists a value twice ({' '.join(map(str, values))}); give each once")
         if not self.classes or any(c not in CLASSES for c in self.classes):
-            raise TTScaleError(f"--classes {' '.join(self.classes) or '(empty)'}: use short and/or long")
-        for flag, value, least in (("--beam-width", self.beam_width, 1), ("--max-steps", self.max_steps, 1),
-                                   ("--max-step-tokens", self.max_step_tokens, 1), ("--max-tries", self.max_tries, 1),
-                                   ("--max-answer-tokens", self.max_answer_tokens, 1), ("--max-new-tokens", self.max_new_tokens, 1),
-                                   ("--pilot-n", self.pilot_n, 1), ("--batch-size", self.batch_size, 1),
-                                   ("--search-batch", self.search_batch, 1), ("--ignore-cap", self.ignore_cap, 1),
-                                   ("--parallel-max-thinking", self.parallel_max_thinking, 1), ("--limit", self.limit, 1)):
+            raise ConfigError(f"`classes` {' '.join(self.classes) or '(empty)'}: use short and/or long")
+        for flag, value, least in (("`beam_width`", self.beam_width, 1), ("`max_steps`", self.max_steps, 1),
+                                   ("`max_step_tokens`", self.max_step_tokens, 1), ("`max_tries`", self.max_tries, 1),
+                                   ("`max_answer_tokens`", self.max_answer_tokens, 1), ("`max_new_tokens`", self.max_new_tokens, 1),
+                                   ("`pilot_n`", self.pilot_n, 1), ("`batch_size`", self.batch_size, 1),
+                                   ("`search_batch`", self.search_batch, 1), ("`ignore_cap`", self.ignore_cap, 1),
+                                   ("`parallel_max_thinking`", self.parallel_max_thinking, 1), ("`limit`", self.limit, 1)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
-                raise TTScaleError(f"{flag} must be an integer >= {least}, got {value!r}")
+                raise ConfigError(f"{flag} must be an integer >= {least}, got {value!r}")
+        for name in ("temperature", "top_p", "rejection_temperature"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v or v in (float("inf"), float("-inf")):
+                raise ConfigError(f"`{name}` must be a finite number, got {v!r}")
         if self.temperature <= 0 and any(m in PARALLEL_METHODS for m in self.methods):
-            raise TTScaleError(f"--temperature {self.temperature}: parallel methods draw different samples, so it must be > 0 (0.8 is search-and-learn's)")
+            raise ConfigError(f"`temperature` {self.temperature}: parallel methods draw different samples, so it must be > 0 (0.8 is search-and-learn's)")
         if self.rejection_temperature <= 0 and "rejection" in self.methods:
-            raise TTScaleError(f"--rejection-temperature {self.rejection_temperature}: rejection sampling needs a temperature > 0 (s1 uses 1.0)")
+            raise ConfigError(f"`rejection_temperature` {self.rejection_temperature}: rejection sampling needs a temperature > 0 (s1 uses 1.0)")
         for m in STEPWISE:
             if m in self.methods:
                 bad = [k for k in self.ns if k % self.beam_width]
                 if bad:
-                    raise TTScaleError(f"--n {bad[0]} is not a multiple of --beam-width {self.beam_width}, which {m} needs "
-                                       f"(it keeps N/M candidates per step); drop it or choose a --beam-width that divides every N")
+                    raise ConfigError(f"`n` {bad[0]} is not a multiple of `beam_width` {self.beam_width}, which {m} needs "
+                                      f"(it keeps N/M candidates per step); drop it or choose a `beam_width` that divides every N")
         if "compute-optimal" in self.methods:
             if not any(m in self.methods for m in ("best-of-n", "weighted")):
-                raise TTScaleError("--method compute-optimal bins problems by the PRM scores of a pilot drawn from the best-of-n / "
-                                   "weighted pool, so add best-of-n or weighted to --method")
+                raise ConfigError("`methods` compute-optimal bins problems by the PRM scores of a pilot drawn from the best-of-n / "
+                                  "weighted pool, so add best-of-n or weighted to `methods`")
             if self.pilot_n > max(self.ns):
-                raise TTScaleError(f"--pilot-n {self.pilot_n} is larger than the largest --n {max(self.ns)}; the pilot is the first "
-                                   "samples of the pool, so lower it or add a larger N")
+                raise ConfigError(f"`pilot_n` {self.pilot_n} is larger than the largest `n` {max(self.ns)}; the pilot is the first "
+                                  "samples of the pool, so lower it or add a larger N")
 
     # ---- resolved sweeps ---------------------------------------------------------------------------------------
     @property

@@ -4,48 +4,39 @@
     ttscale eval report runs/syn
     accelerate launch --multi_gpu --num_processes 2 -m engine.cli eval ... --out runs/syn    # sharded, same files
 
-Flags map one-to-one to :class:`benchmarks.eval.config.EvalConfig` fields (model and format flags are the shared ones of
-``engine/cli/__init__.py``). Everything is checked — configuration, dataset, output directory — before a model loads.
+Flags map one-to-one to the fields of :class:`benchmarks.eval.config.EvalConfig`, ``ModelConfig`` (placement only) and
+:class:`EvalOptions`; ``--config FILE.yaml`` takes any of them as YAML keys. Everything is checked — configuration, dataset, output directory — before a model loads.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass, field
 
-from benchmarks.eval.config import DEFAULT_BUDGETS, DEFAULT_N, METHODS, EvalConfig, config_fields
+from benchmarks.eval.config import DEFAULT_BUDGETS, DEFAULT_N, METHODS, EvalConfig
 from benchmarks.eval.report import report
 from benchmarks.eval.runner import processes, run_eval
-from engine.cli.common import add_format_args, add_model_args
-from engine.errors import TTScaleError
-
-# EvalConfig fields whose flags come from engine/cli/__init__.py's shared helpers.
-SHARED = ("model", "dtype", "quantization", "format", "think_start", "think_end", "template", "system")
+from engine.cli.args import CommandConfig
+from engine.errors import ConfigError
+from engine.models import ModelConfig
 
 
-def _flag(f) -> str:
-    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+@dataclass(frozen=True)
+class EvalOptions:
+    """Where ``eval`` writes and whether it shows progress (neither changes the rows)."""
+
+    out: str | None = field(default=None, metadata={"help": "output directory (created; an existing one is resumed)", "metavar": "DIR"})
+    progress: bool = field(default=True, metadata={"help": "no progress bar", "flag": "--no-progress", "negate": True})
+
+    def __post_init__(self):
+        if not self.out:
+            raise ConfigError("`out` is missing; give the directory to write samples.jsonl and the report into")
 
 
-def _add_config_flag(group, f) -> None:
-    kind = str(f.type).replace(" ", "")
-    text = f.metadata.get("help", "")
-    if f.default not in (None, False) and "default" not in text:
-        shown = " ".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
-        text += f" (default {shown})"
-    kwargs = {"dest": f.name, "help": text.replace("%", "%%"), "default": argparse.SUPPRESS}
-    if kind == "bool":
-        group.add_argument(_flag(f), action="store_true", **kwargs)
-    elif kind.startswith("tuple[int"):
-        group.add_argument(_flag(f), nargs="*", type=int, metavar="K", **kwargs)
-    elif kind.startswith("tuple[str"):
-        group.add_argument(_flag(f), nargs="*", metavar="NAME", **kwargs)
-    elif kind.startswith("int"):
-        group.add_argument(_flag(f), type=int, metavar="K", **kwargs)
-    elif kind.startswith("float"):
-        group.add_argument(_flag(f), type=float, metavar="X", **kwargs)
-    else:
-        group.add_argument(_flag(f), metavar="S", **kwargs)
+# The policy model and its format are EvalConfig fields (they decide the rows); ModelConfig adds how it is placed.
+SPEC = CommandConfig(EvalConfig, ModelConfig, EvalOptions, skip={ModelConfig: ("model", "dtype", "quantization")},
+                     titles={EvalConfig: "evaluation (benchmarks.eval.config.EvalConfig)", ModelConfig: "model placement",
+                             EvalOptions: "output"})
 
 
 def add_parser(sub) -> None:
@@ -58,14 +49,7 @@ def add_parser(sub) -> None:
                     "`accelerate launch --multi_gpu --num_processes 2 -m engine.cli eval ...`, or torchrun).",
         epilog=f"methods: {', '.join(METHODS)}. Defaults: --budgets {' '.join(map(str, DEFAULT_BUDGETS))}, "
                f"--n {' '.join(map(str, DEFAULT_N))}. Redraw a report: ttscale eval report DIR")
-    p.add_argument("--out", default=None, metavar="DIR", help="output directory (created; an existing one is resumed)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g = p.add_argument_group("evaluation (benchmarks.eval.config.EvalConfig)")
-    for f in config_fields():
-        if f.name not in SHARED:
-            _add_config_flag(g, f)
-    add_model_args(p)
-    add_format_args(p)
+    SPEC.add_to(p)
     p.set_defaults(func=run, eval_command=None)
     rsub = p.add_subparsers(dest="eval_command", metavar="report DIR")
     r = rsub.add_parser("report", help="redraw metrics.json, scaling.png and summary.md from DIR/samples.jsonl")
@@ -73,13 +57,9 @@ def add_parser(sub) -> None:
     r.set_defaults(func=run_report)
 
 
-def config_from_args(args):
-    """An :class:`EvalConfig` from parsed flags (absent flags keep the dataclass defaults). Refuses what it refuses."""
-    values = {f.name: getattr(args, f.name) for f in config_fields() if hasattr(args, f.name)}
-    for name, value in list(values.items()):
-        if isinstance(value, list):
-            values[name] = tuple(value)
-    return EvalConfig(**values)
+def config_from_args(args) -> EvalConfig:
+    """An :class:`EvalConfig` from parsed flags and ``--config`` (absent ones keep the defaults). Refuses what it refuses."""
+    return SPEC.build(args)[EvalConfig]
 
 
 def _tables(summary: str) -> str:
@@ -89,12 +69,11 @@ def _tables(summary: str) -> str:
 
 def run(args) -> int:
     """``ttscale eval``: validate, run (or resume) on this process's shard, and print the summary on rank 0."""
-    config = config_from_args(args)
-    if not args.out:
-        raise TTScaleError("--out is missing; give the directory to write samples.jsonl and the report into")
-    procs = processes(args.device)
-    result = run_eval(config, args.out, device=procs.device, device_map=args.device_map, attn=args.attn,
-                      trust_remote_code=args.trust_remote_code, progress=not args.no_progress, procs=procs)
+    c = SPEC.build(args)
+    config, model, opts = c[EvalConfig], c[ModelConfig], c[EvalOptions]
+    procs = processes(model.device)
+    result = run_eval(config, opts.out, device=procs.device, device_map=model.device_map, attn=model.attn,
+                      trust_remote_code=model.trust_remote_code, progress=opts.progress, procs=procs)
     if procs.rank == 0:
         with open(result.paths["summary"], encoding="utf-8") as fh:
             print(_tables(fh.read()))

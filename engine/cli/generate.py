@@ -1,42 +1,54 @@
 """``ttscale generate``: budget-forced generation in one ``generate`` call per batch.
 
     ttscale generate "What is 7 * 8?" --min-thinking-tokens 64 --max-thinking-tokens 256 --json --trace t.jsonl
+    ttscale generate --config budget.yaml "What is 7 * 8?"      # any flag as a YAML key; flags given win
+
+Flags are the fields of ``ModelConfig``, ``FormatConfig``, ``BudgetConfig``, ``SamplingConfig``,
+:class:`~engine.cli.common.PromptOptions` and :class:`GenerateOptions`; all are checked before the model loads.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, field
 
-from engine.cli.common import (
-    add_budget_args,
-    add_format_args,
-    add_model_args,
-    add_sampling_args,
-    budget_from_args,
-    engine_from_args,
-    gather_prompts,
-    sampling_from_args,
-)
-from engine.errors import TTScaleError
+from engine.cli.args import CommandConfig
+from engine.cli.common import PromptOptions, load_engine
+from engine.errors import ConfigError
+from engine.formats import FormatConfig
+from engine.logits.budget import BudgetConfig
+from engine.logits.sampling import SamplingConfig
+from engine.models import ModelConfig
 from engine.trace import write_trace
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """How ``generate`` batches and what it writes."""
+
+    batch_size: int = field(default=8, metadata={"help": "prompts per generate call"})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "overall cap (default: thinking cap + answer cap + forced text)"})
+    json: bool = field(default=False, metadata={"help": "one JSON object per prompt"})
+    trace: str | None = field(default=None, metadata={"help": "write a token-level JSONL trace", "metavar": "FILE"})
+
+    def __post_init__(self):
+        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
+            raise ConfigError(f"`batch_size` must be an integer >= 1, got {self.batch_size!r}")
+        if self.max_new_tokens is not None and (not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1):
+            raise ConfigError(f"`max_new_tokens` must be an integer >= 1 (or unset), got {self.max_new_tokens!r}")
+
+
+SPEC = CommandConfig(PromptOptions, ModelConfig, FormatConfig, BudgetConfig, SamplingConfig, GenerateOptions,
+                     titles={PromptOptions: "prompts", ModelConfig: "model", FormatConfig: "thinking format",
+                             BudgetConfig: "budget forcing", SamplingConfig: "sampling", GenerateOptions: "output"})
 
 
 def add_parser(sub) -> None:
     """Register ``generate`` on the ``ttscale`` subcommands."""
     g = sub.add_parser("generate", help="budget-forced generation", description="Generate with s1 budget forcing in one generate call.")
-    g.add_argument("prompt", nargs="*", help="prompt text (several allowed)")
-    g.add_argument("--prompts-file", default=None, help="file with one prompt per line, or JSONL with a prompt field")
-    add_model_args(g)
-    add_format_args(g)
-    add_budget_args(g)
-    add_sampling_args(g)
-    g.add_argument("--batch-size", type=int, default=8)
-    g.add_argument("--max-new-tokens", type=int, default=None, help="overall cap (default: thinking cap + answer cap + forced text)")
-    g.add_argument("--json", action="store_true", help="one JSON object per prompt")
-    g.add_argument("--trace", default=None, metavar="FILE", help="write a token-level JSONL trace")
+    SPEC.add_to(g)
     g.set_defaults(func=run)
-
 
 
 def _print_text(results, out) -> None:
@@ -53,22 +65,21 @@ def _print_text(results, out) -> None:
 
 def run(args) -> int:
     """``ttscale generate``: check every flag, load the model, generate in batches, print (and write the trace)."""
-    prompts = gather_prompts(args)
-    budget, sampling = budget_from_args(args), sampling_from_args(args)  # validate before loading the model
-    if args.batch_size < 1:
-        raise TTScaleError(f"--batch-size must be >= 1, got {args.batch_size}")
-    engine = engine_from_args(args)
-    print(f"ttscale: model {args.model}; {engine.describe()}", file=sys.stderr)
-    results = engine.generate(prompts, budget, sampling, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                              trace=bool(args.trace), progress=True)
-    if args.trace:
-        n = write_trace(args.trace, results)
-        print(f"ttscale: wrote {n} trace records to {args.trace} (view: ttscale trace show {args.trace})", file=sys.stderr)
-    if args.json:
+    c = SPEC.build(args)  # every value checked before the model loads
+    opts = c[GenerateOptions]
+    prompts = c[PromptOptions].prompts()
+    fmt = c[FormatConfig]
+    fmt.thinking_format()
+    engine = load_engine(c[ModelConfig], fmt)
+    print(f"ttscale: model {c[ModelConfig].model}; {engine.describe()}", file=sys.stderr)
+    results = engine.generate(prompts, c[BudgetConfig], c[SamplingConfig], batch_size=opts.batch_size,
+                              max_new_tokens=opts.max_new_tokens, trace=bool(opts.trace), progress=True)
+    if opts.trace:
+        n = write_trace(opts.trace, results)
+        print(f"ttscale: wrote {n} trace records to {opts.trace} (view: ttscale trace show {opts.trace})", file=sys.stderr)
+    if opts.json:
         for r in results:
             print(json.dumps(r.to_json(), ensure_ascii=False))
     else:
         _print_text(results, sys.stdout)
     return 0
-
-

@@ -16,7 +16,8 @@ import sys
 from transformers.utils import logging as hf_logging
 
 from engine.cli import bench, eval, generate, search, trace
-from engine.errors import TTScaleError
+from engine.cli.args import render_config_error
+from engine.errors import ConfigError, TTScaleError
 
 COMMANDS = (generate, search, eval, trace, bench)
 
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     try:
         return int(args.func(args) or 0)
+    except ConfigError as exc:  # a config dataclass names its field; the user typed the flag
+        print(f"ttscale: error: {render_config_error(exc, args)}", file=sys.stderr)
+        return 2
     except TTScaleError as exc:
         print(f"ttscale: error: {exc}", file=sys.stderr)
         return 2

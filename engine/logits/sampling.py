@@ -8,29 +8,37 @@ top-p 1). The sampler then draws from exactly the distribution the budget proces
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from engine.errors import TTScaleError
+from engine.errors import ConfigError
+
+
+def _number(x) -> bool:
+    """A finite int or float (not a bool): NaN compares false with everything and would slip past range checks."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
     """Decoding settings. ``temperature == 0`` means greedy; ``top_k == 0`` and ``top_p == 1`` switch those off."""
 
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-    seed: int | None = None
+    temperature: float = field(default=0.0, metadata={"help": "sampling temperature; 0 = greedy"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling: keep the smallest set of tokens with this much probability"})
+    top_k: int = field(default=0, metadata={"help": "keep the k most likely tokens (0 = off)"})
+    seed: int | None = field(default=None, metadata={"help": "random seed: the same seed gives the same samples"})
 
     def __post_init__(self):
-        if self.temperature < 0:
-            raise TTScaleError(f"--temperature must be >= 0 (0 means greedy), got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise TTScaleError(f"--top-p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise TTScaleError(f"--top-k must be >= 0 (0 switches it off), got {self.top_k}")
+        if not _number(self.temperature) or self.temperature < 0:
+            raise ConfigError(f"`temperature` must be a number >= 0 (0 means greedy), got {self.temperature!r}")
+        if not _number(self.top_p) or not 0 < self.top_p <= 1:
+            raise ConfigError(f"`top_p` must be in (0, 1], got {self.top_p!r}")
+        if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 0:
+            raise ConfigError(f"`top_k` must be an integer >= 0 (0 switches it off), got {self.top_k!r}")
+        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0):
+            raise ConfigError(f"`seed` must be an integer >= 0 (or unset), got {self.seed!r}")
 
     @property
     def greedy(self) -> bool:

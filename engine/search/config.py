@@ -15,9 +15,9 @@ width 1 that run to the end in one expansion and are scored once (REFERENCE §3)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from engine.errors import TTScaleError
+from engine.errors import ConfigError
 from engine.search.prm import AGGREGATIONS
 
 STRATEGIES = ("best-of-n", "majority", "weighted", "beam", "dvts")
@@ -41,7 +41,7 @@ DEFAULT_SYSTEM_PROMPT = (
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """One search's settings (CLI flags of ``ttscale search`` in brackets).
+    """One search's settings; each field is a ``ttscale search`` flag (``beam_width`` is ``--beam-width``).
 
     ``n`` [--n]: samples (best-of-n, weighted, majority) or candidates per step (beam, dvts).
     ``beam_width`` [--beam-width] M: beam keeps N/M and each survivor expands M; DVTS runs N/M subtrees of M.
@@ -56,36 +56,37 @@ class SearchConfig:
     strategy that does not select per step, and non-positive depths, caps and batch sizes.
     """
 
-    strategy: str = "beam"
-    n: int = 4
-    beam_width: int = 4
-    max_steps: int = 6
-    max_step_tokens: int = 64
-    lookahead: int = 0
-    agg: str = "last"
-    delimiter: str = "\n\n"
-    filter_duplicates: bool = True
-    batch_problems: int = 4
+    strategy: str = field(default="beam", metadata={"help": "best-of-n, majority, weighted, beam or dvts"})
+    n: int = field(default=4, metadata={"help": "samples, or candidates per step for beam/dvts"})
+    beam_width: int = field(default=4, metadata={"help": "M: beam keeps N/M and each survivor expands M; dvts runs N/M subtrees of M"})
+    max_steps: int = field(default=6, metadata={"help": "steps per branch; the last runs to the end"})
+    max_step_tokens: int = field(default=64, metadata={"help": "token cap of one step"})
+    lookahead: int = field(default=0, metadata={"help": "k greedy steps scored and thrown away (beam, dvts)"})
+    agg: str = field(default="last", metadata={"help": "step-score aggregation: " + ", ".join(AGGREGATIONS)})
+    delimiter: str = field(default="\n\n", metadata={"help": "step separator, matched as a string (default: a blank line)"})
+    filter_duplicates: bool = field(default=True, metadata={"help": "keep candidates whose text duplicates another's",
+                                                            "flag": "--no-dedup", "negate": True})
+    batch_problems: int = field(default=4, metadata={"help": "problems searched together in one decode loop"})
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
-            raise TTScaleError(f"--strategy {self.strategy!r} is unknown; use one of {', '.join(STRATEGIES)}")
-        for flag, value, least in (("--n", self.n, 1), ("--beam-width", self.beam_width, 1), ("--max-steps", self.max_steps, 1),
-                                   ("--max-step-tokens", self.max_step_tokens, 1), ("--lookahead", self.lookahead, 0),
-                                   ("--batch-problems", self.batch_problems, 1)):
+            raise ConfigError(f"`strategy` {self.strategy!r} is unknown; use one of {', '.join(STRATEGIES)}")
+        for name, least in (("n", 1), ("beam_width", 1), ("max_steps", 1), ("max_step_tokens", 1), ("lookahead", 0),
+                            ("batch_problems", 1)):
+            value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
-                raise TTScaleError(f"{flag} must be an integer >= {least}, got {value!r}")
+                raise ConfigError(f"`{name}` must be an integer >= {least}, got {value!r}")
         if self.stepwise and self.n % self.beam_width:
-            raise TTScaleError(
-                f"--n {self.n} is not divisible by --beam-width {self.beam_width}: {self.strategy} keeps N/M candidates per "
-                f"step, so choose --n as a multiple of {self.beam_width} or a --beam-width that divides {self.n}")
+            raise ConfigError(
+                f"`n` {self.n} is not divisible by `beam_width` {self.beam_width}: {self.strategy} keeps N/M candidates per "
+                f"step, so choose `n` as a multiple of {self.beam_width} or a `beam_width` that divides {self.n}")
         if self.lookahead and not self.stepwise:
-            raise TTScaleError(f"--lookahead {self.lookahead} only applies to beam and dvts, which select per step; "
-                               f"drop it for --strategy {self.strategy}")
+            raise ConfigError(f"`lookahead` {self.lookahead} only applies to beam and dvts, which select per step; "
+                              f"drop it for `strategy` {self.strategy}")
         if self.agg not in AGGREGATIONS:
-            raise TTScaleError(f"--agg {self.agg!r} is unknown; use one of {', '.join(AGGREGATIONS)}")
+            raise ConfigError(f"`agg` {self.agg!r} is unknown; use one of {', '.join(AGGREGATIONS)}")
         if not isinstance(self.delimiter, str) or not self.delimiter:
-            raise TTScaleError(f"the step delimiter must be a non-empty string, got {self.delimiter!r}; the default is a blank line")
+            raise ConfigError(f"`delimiter` must be a non-empty string, got {self.delimiter!r}; the default is a blank line")
 
     @property
     def stepwise(self) -> bool:

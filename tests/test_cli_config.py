@@ -1,0 +1,116 @@
+"""Config dataclasses drive the CLI: one flag per field with its help, ``--config FILE.yaml``, errors per audience."""
+
+import dataclasses
+
+import pytest
+
+from engine.cli import eval as eval_cmd
+from engine.cli import generate, search, trace
+from engine.cli.args import CommandConfig
+from engine.cli.main import build_parser, main
+from engine.errors import ConfigError
+from engine.logits.budget import BudgetConfig
+from engine.logits.sampling import SamplingConfig
+from engine.search.config import SearchConfig
+
+SPECS = {"generate": generate.SPEC, "search": search.SPEC, "eval": eval_cmd.SPEC, "trace show": trace.SPEC}
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_every_flag_is_a_field_with_help(name):
+    spec = SPECS[name]
+    for field_name, (cls, f, _) in spec.fields.items():
+        assert f.metadata.get("help"), f"{cls.__name__}.{field_name} has no help"
+    argv = name.split() + ["--help"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(argv)
+
+
+def test_help_lists_the_fields_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--min-thinking-tokens", "--ignore-str", "--temperature", "--model", "--format", "--batch-size", "--config"):
+        assert flag in out
+
+
+def test_library_errors_name_the_field_and_the_cli_names_the_flag(capsys):
+    with pytest.raises(ConfigError, match=r"^max_thinking_tokens must be >= 1") as err:
+        BudgetConfig(max_thinking_tokens=0)
+    assert err.value.field == "max_thinking_tokens"
+    with pytest.raises(ConfigError, match=r"^beam_width"):
+        SearchConfig(beam_width=0)
+    with pytest.raises(ConfigError, match=r"^top_p must be in \(0, 1\]"):
+        SamplingConfig(top_p=0)
+    assert main(["generate", "x", "--max-thinking-tokens", "0"]) == 2
+    assert capsys.readouterr().err.startswith("ttscale: error: --max-thinking-tokens must be >= 1")
+    assert main(["search", "x", "--beam-width", "0"]) == 2
+    assert "--beam-width must be an integer >= 1" in capsys.readouterr().err
+    assert main(["search", "x", "--no-dedup", "--n", "6", "--beam-width", "4"]) == 2
+    assert "--n 6 is not divisible by --beam-width 4" in capsys.readouterr().err
+
+
+def test_nan_is_refused_before_any_model_loads(capsys):
+    assert main(["generate", "x", "--temperature", "nan", "--model", "/no/such/model"]) == 2
+    assert "--temperature must be a number >= 0" in capsys.readouterr().err
+
+
+def _args(name, argv):
+    return build_parser().parse_args(name.split() + argv)
+
+
+def test_config_file_sets_values_and_flags_win(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("max-thinking-tokens: 64\nmin_thinking_tokens: 8\nignore_str: [Wait, Hmm]\ntemperature: 0.5\n"
+                    "strategy: dvts\nn: 8\nbeam_width: 4\nprompt: [What is 2+2?]\n")
+    c = search.SPEC.build(_args("search", ["--config", str(path), "--min-thinking-tokens", "16"]))
+    b = c[BudgetConfig]
+    assert (b.max_thinking_tokens, b.min_thinking_tokens, b.ignore_strs) == (64, 16, ("Wait", "Hmm"))
+    assert c[SamplingConfig].temperature == 0.5 and c[SearchConfig].strategy == "dvts"
+    assert c[search.PromptOptions].prompts() == ["What is 2+2?"]
+    # without the file: the command's own default (search samples at T = 0.8), the dataclass defaults elsewhere
+    d = search.SPEC.build(_args("search", ["x"]))
+    assert d[SamplingConfig].temperature == 0.8 and d[BudgetConfig] == BudgetConfig()
+    assert generate.SPEC.build(_args("generate", ["x"]))[SamplingConfig].temperature == 0.0
+
+
+@pytest.mark.parametrize("text, message", [
+    ("max_thinking_tokenz: 3\n", "unknown key 'max_thinking_tokenz'; did you mean 'max_thinking_tokens'?"),
+    ("max_thinking_tokens: many\n", "max_thinking_tokens must be an integer, got 'many'"),
+    ("json: 1\n", "json must be true or false, got 1"),
+    ("temperature: [1, 2]\n", "temperature must be a number"),
+    ("- a\n- b\n", "must be a mapping of settings"),
+    ("a: [\n", "not a readable YAML file"),
+    ("batch_size: null\n", "batch_size may not be empty"),
+])
+def test_bad_config_files_are_one_sentence(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["generate", "x", "--config", str(path), "--model", "/no/such/model"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ttscale: error: --config ") and message in err and "Traceback" not in err
+
+
+def test_config_file_values_are_checked_by_the_dataclass_too(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("min_thinking_tokens: 9\nmax_thinking_tokens: 4\n")
+    assert main(["generate", "x", "--config", str(path), "--model", "/no/such/model"]) == 2
+    assert "--min-thinking-tokens (9) is larger than --max-thinking-tokens (4)" in capsys.readouterr().err
+    assert main(["generate", "x", "--config", str(tmp_path / "none.yaml")]) == 2
+    assert "--config" in capsys.readouterr().err
+
+
+def test_eval_takes_a_config_file_too(tmp_path):
+    path = tmp_path / "e.yaml"
+    path.write_text("dataset: synthetic\nmethod: [budget, majority]\nbudgets: [8, 16]\nn: [1, 2]\nlimit: 3\n")
+    config = eval_cmd.config_from_args(_args("eval", ["--config", str(path), "--limit", "2"]))
+    assert config.methods == ("budget", "majority") and config.budgets == (8, 16) and config.limit == 2
+
+
+def test_command_config_refuses_a_field_exposed_twice():
+    @dataclasses.dataclass
+    class A:
+        temperature: float = 1.0
+
+    with pytest.raises(TypeError, match="temperature is in both"):
+        CommandConfig(A, SamplingConfig)
