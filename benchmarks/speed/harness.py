@@ -62,6 +62,20 @@ class Timings:
         """The median timed round of ``name``, in seconds."""
         return statistics.median(self.times[name])
 
+    def fastest_result(self, name: str, key: str | None = None) -> Any:
+        """What ``name`` returned in its fastest round: by the harness's wall time, or by ``result[key]`` when given.
+
+        A competitor that times its own phases (and leaves set-up out) passes ``key="wall_s"``, so that the phases
+        reported belong to the round whose own wall time was fastest.
+        """
+        runs = range(len(self.times[name]))
+        pick = min(runs, key=(lambda i: self.times[name][i]) if key is None else (lambda i: self.results[name][i][key]))
+        return self.results[name][pick]
+
+    def phase(self, name: str, key: str) -> list[float]:
+        """``result[key]`` of every timed round of ``name``, in round order (a phase a competitor timed itself)."""
+        return [r[key] for r in self.results[name]]
+
     def timing(self) -> dict:
         """The ``timing`` block of the envelope: how these figures were measured."""
         return timing_block(self.warmup, self.repeats)
