@@ -183,8 +183,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     harness.add_timing_arguments(p, repeats=3)
 
 
-def print_table(result: dict, out=sys.stdout) -> None:
+def print_table(result: dict, out=None) -> None:
     """One row per batch size and competitor (fastest round), then the ratios."""
+    out = out or sys.stdout  # read at call time: a redirected stdout is honoured
     print(f"{'batch':>5} {'method':>10} {'wall s':>8} {'tok/s':>8} {'fwd tok':>8} {'re-prefill':>10} {'calls':>5}", file=out)
     for key, fig in result["figures"].items():
         for name in ("plain", "ttscale", "reference"):
