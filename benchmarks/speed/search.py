@@ -106,7 +106,8 @@ def bench(model="smollm2-135m", strategies=("beam", "dvts"), ns=(4, 16), beam_wi
           progress=None, repeats: int = 1, warmup: int = 1) -> dict:
     """Run both competitors for every strategy and N; returns the JSON envelope (see the module docstring).
 
-    ``model`` is a name :func:`engine.models.load_model` takes, or an already loaded :class:`LoadedModel`. Refuses (``TTScaleError``) what :class:`SearchConfig` and :func:`harness.run_interleaved` refuse.
+    ``model`` is a name :func:`engine.models.load_model` takes, or an already loaded :class:`LoadedModel`.
+    Refuses (``TTScaleError``) what :class:`SearchConfig` and :func:`harness.run_interleaved` refuse.
     """
     from engine.logits.sampling import SamplingConfig
     from engine.models import load_model
@@ -130,8 +131,8 @@ def bench(model="smollm2-135m", strategies=("beam", "dvts"), ns=(4, 16), beam_wi
         figures[key] = {**rows, **_ratios(rows["ttscale"], rows["baseline"])}
         if progress:
             progress(f"{cfg.strategy} N={cfg.n} done")
-    config = {"model": model if isinstance(model, str) else lm.name, "strategies": list(strategies), "ns": list(ns), "beam_width": beam_width, "problems": problems,
-              "questions": questions, "max_steps": max_steps, "max_step_tokens": max_step_tokens,
+    config = {"model": model if isinstance(model, str) else lm.name, "strategies": list(strategies), "ns": list(ns),
+              "beam_width": beam_width, "problems": problems, "questions": questions, "max_steps": max_steps, "max_step_tokens": max_step_tokens,
               "temperature": temperature, "seed": seed, "prm": "policy model under rlhflow (shared weights)",
               "agg": "last", "delimiter": "\\n\\n"}
     return harness.envelope("search", config, harness.device_info(lm.device), harness.timing_block(warmup, repeats), figures)
