@@ -32,3 +32,29 @@ def test_search_benchmark_accounting(smol):
 def test_bench_search_is_registered():
     out = subprocess.run([sys.executable, "-m", "engine.cli", "bench", "search", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--ns" in out.stdout and "--max-step-tokens" in out.stdout
+
+
+def test_search_benchmark_envelope(smol):
+    from benchmarks.speed.search import bench
+
+    result = bench(smol, strategies=("dvts",), ns=(4,), beam_width=2, problems=1, max_steps=2, max_step_tokens=6,
+                   repeats=2, warmup=0)
+    assert list(result) == ["benchmark", "config", "versions", "device", "timing", "figures"]
+    assert result["benchmark"] == "search" and result["config"]["model"] == smol.name
+    assert result["timing"] == {"warmup": 0, "repeats": 2, "order": "interleaved", "statistic": "min"}
+    fig = result["figures"]["dvts_n4"]
+    for name in ("ttscale", "baseline"):
+        r = fig[name]
+        assert 0 < r["prm_s"] < r["wall_s"] <= r["wall_median_s"]
+        assert abs(r["policy_s"] + r["prm_s"] - r["wall_s"]) < 1e-9  # the phases of the one round reported
+    assert fig["wall_baseline_over_ttscale"] == fig["baseline"]["wall_s"] / fig["ttscale"]["wall_s"]
+    json.dumps(result)
+
+
+def test_bench_search_refuses_bad_flags_before_loading(capsys):
+    from engine.cli.main import main
+
+    assert main(["bench", "search", "--problems", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "ttscale: error: --problems must be >= 1, got 0"
+    assert main(["bench", "search", "--repeats", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "ttscale: error: --repeats must be >= 1, got 0"

@@ -1,12 +1,16 @@
 """Benchmark: budget forcing in one ``generate`` call vs plain ``generate`` vs s1's re-prefill loop.
 
-    ttscale bench budget --json            (or: python -m benchmarks.speed.budget --json)
+    ttscale bench budget [--batch-sizes 1 16] [--num-ignore 4] [--repeats 3] [--json]
+    (or: python -m benchmarks.speed.budget --json)
 
 In one process on the same model and prompts, at each batch size:
   (a) plain      ``model.generate`` for exactly as many steps as (b) took (min_new_tokens = max_new_tokens);
   (b) ttscale    ``ThinkingEngine.generate`` with ``num_ignore`` continuations, one call, no re-prefill;
   (c) reference  s1's loop (REFERENCE §1): a new ``generate`` call per round that stops at the end tokens, the
                  whole prompt + thinking re-tokenised and re-sent with "Wait" appended, then an answer round.
+Timing is the shared harness's (``benchmarks/speed/harness.py``): one untimed run of each competitor, then
+interleaved rounds; ``wall_s`` is the fastest round, ``wall_median_s`` the median. Plain's prompts are tokenised
+outside its timed call (as before), the reference's re-tokenising is part of its algorithm and timed.
 Forward tokens count every position run through the model (padding included: it is computed). Re-prefilled
 tokens are context positions computed again that an earlier call had already computed. Under greedy decoding
 (b) and (c) follow the same algorithm, so their outputs are compared too. The last line printed is one JSON object.
@@ -15,12 +19,9 @@ tokens are context positions computed again that an earlier call had already com
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
-import time
 
-import torch
+from benchmarks.speed import harness
 
 QUESTIONS = [
     "How many r's are in the word strawberry?", "What is 12 times 13?", "Is 91 a prime number?",
@@ -32,37 +33,37 @@ QUESTIONS = [
 ]
 
 
-def _timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
-
-
-def run_ours(engine, prompts, budget):
+def run_ours(engine, prompts, budget) -> dict:
+    """(b) One ``ThinkingEngine.generate`` call over all prompts; returns its token accounting and thinking texts."""
     from engine.logits.sampling import SamplingConfig
 
-    results, wall = _timed(lambda: engine.generate(prompts, budget, SamplingConfig(), batch_size=len(prompts)))
+    results = engine.generate(prompts, budget, SamplingConfig(), batch_size=len(prompts))
     steps = max(len(r.token_ids) for r in results)
     B, prompt_len = len(prompts), max(r.prompt_tokens for r in results)
     useful = sum(len(r.token_ids) for r in results)
-    return {"wall_s": wall, "steps": steps, "generated_tokens": useful, "forward_tokens": B * prompt_len + B * (steps - 1),
+    return {"steps": steps, "generated_tokens": useful, "forward_tokens": B * prompt_len + B * (steps - 1),
             "reprefill_tokens": 0, "generate_calls": 1, "waits_injected": [r.waits_injected for r in results],
             "texts": [r.thinking for r in results]}
 
 
-def run_plain(engine, prompts, steps):
+def encode_plain(engine, prompts) -> dict:
+    """(a)'s inputs: the rendered prompts tokenised once, left-padded, outside the timed call."""
     texts = [engine.render(p) for p in prompts]
-    enc = engine.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=engine.style.add_special_tokens)
+    return engine.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=engine.style.add_special_tokens)
+
+
+def run_plain(engine, enc, steps: int) -> dict:
+    """(a) Plain greedy ``model.generate`` for exactly ``steps`` new tokens over ``enc``; returns its accounting."""
     B, L = enc["input_ids"].shape
-    out, wall = _timed(lambda: engine.model.generate(**enc, do_sample=False, max_new_tokens=steps, min_new_tokens=steps,
-                                                     pad_token_id=engine.tokenizer.pad_token_id))
+    out = engine.model.generate(**enc, do_sample=False, max_new_tokens=steps, min_new_tokens=steps,
+                                pad_token_id=engine.tokenizer.pad_token_id)
     assert out.shape[1] - L == steps
-    return {"wall_s": wall, "steps": steps, "generated_tokens": B * steps, "forward_tokens": B * L + B * (steps - 1),
+    return {"steps": steps, "generated_tokens": B * steps, "forward_tokens": B * L + B * (steps - 1),
             "reprefill_tokens": 0, "generate_calls": 1}
 
 
 def run_reference(engine, prompts, budget):
-    """s1's approach on transformers: one generate call per round, whole context re-sent each time."""
+    """(c) s1's approach on transformers: one generate call per round, whole context re-tokenised and re-sent each time."""
     tok, model, fmt = engine.tokenizer, engine.model, engine.format
     stops = [tok.encode(fmt.think_end, add_special_tokens=False)[0]] + list(engine.budget_tokens(budget).end_ids)
     contexts = [engine.render(p) for p in prompts]
@@ -114,70 +115,77 @@ def run_reference(engine, prompts, budget):
         suffix = [("\n" + fmt.think_end + "\n" + budget.final_answer_str) if capped[i] else fmt.think_end for i in rows]
         call(rows, suffix, budget.max_answer_tokens, list(engine.budget_tokens(budget).end_ids))
 
-    _, wall = _timed(rounds)
-    return {"wall_s": wall, **stats, "texts": thinking}
+    rounds()
+    return {**stats, "texts": thinking}
+
+
+def competitors(engine, prompts, budget) -> dict:
+    """The three competitors over ``prompts`` as zero-argument callables, ttscale first.
+
+    Plain runs as many steps as ttscale last took (greedy: the same every time); ttscale runs first in the
+    warm-up and in round 0, so plain always knows the count. Plain's inputs are tokenised here, untimed.
+    """
+    enc, steps = encode_plain(engine, prompts), {}
+
+    def ours():
+        out = run_ours(engine, prompts, budget)
+        steps["steps"] = out["steps"]
+        return out
+
+    return {"ttscale": ours, "plain": lambda: run_plain(engine, enc, steps["steps"]),
+            "reference": lambda: run_reference(engine, prompts, budget)}
 
 
 def bench(model: str = "smollm2-135m", batch_sizes=(1, 16), num_ignore: int = 4, max_thinking_tokens: int = 256,
-          max_answer_tokens: int = 32, threads: int | None = None, repeats: int = 3) -> dict:
-    """Run the three competitors at each batch size and return the figures (see the module docstring)."""
-    import transformers
+          max_answer_tokens: int = 32, threads: int | None = None, repeats: int = 3, warmup: int = 1) -> dict:
+    """Run the three competitors at each batch size; returns the JSON envelope (see the module docstring).
 
+    Refuses (``TTScaleError``) what :class:`BudgetConfig` and :func:`harness.run_interleaved` refuse.
+    """
     from engine.engine import ThinkingEngine
     from engine.logits.budget import BudgetConfig
 
-    if threads:
-        torch.set_num_threads(threads)
-    engine = ThinkingEngine.from_pretrained(model, format="s1")
+    harness.set_threads(threads)
     budget = BudgetConfig(num_ignore=num_ignore, max_thinking_tokens=max_thinking_tokens, max_answer_tokens=max_answer_tokens)
-    engine.generate(QUESTIONS[:2], BudgetConfig(max_thinking_tokens=8, max_answer_tokens=4))  # warm-up
+    engine = ThinkingEngine.from_pretrained(model, format="s1")
     figures = {}
     for B in batch_sizes:
         prompts = [QUESTIONS[i % len(QUESTIONS)] for i in range(B)]
-        # Interleaved repeats, fastest of each: a load spike on a shared machine then hurts no competitor alone.
-        ours = plain = ref = None
-        for _ in range(repeats):
-            o = run_ours(engine, prompts, budget)
-            p = run_plain(engine, prompts, o["steps"])
-            r = run_reference(engine, prompts, budget)
-            ours = o if ours is None or o["wall_s"] < ours["wall_s"] else ours
-            plain = p if plain is None or p["wall_s"] < plain["wall_s"] else plain
-            ref = r if ref is None or r["wall_s"] < ref["wall_s"] else ref
-        same = sum(a == b for a, b in zip(ours.pop("texts"), ref.pop("texts")))
-        for r in (ours, plain, ref):
+        t = harness.run_interleaved(competitors(engine, prompts, budget), repeats, warmup)
+        rows = {name: t.last(name) for name in ("plain", "ttscale", "reference")}
+        ours_r, plain, ref = rows["ttscale"], rows["plain"], rows["reference"]
+        same = sum(a == b for a, b in zip(ours_r.pop("texts"), ref.pop("texts")))
+        for name, r in rows.items():
+            r["wall_s"], r["wall_median_s"] = t.fastest(name), t.median(name)
             r["tokens_per_s"] = r["generated_tokens"] / r["wall_s"]
             r["forward_tokens_per_s"] = r["forward_tokens"] / r["wall_s"]
         figures[f"batch{B}"] = {
-            "plain": plain, "ttscale": ours, "reference": ref,
+            "plain": plain, "ttscale": ours_r, "reference": ref,
             # Same number of decode steps as plain generate: time per step is the fair comparison.
-            "throughput_vs_plain": plain["wall_s"] / ours["wall_s"],
-            "speedup_vs_reference": ref["wall_s"] / ours["wall_s"],
-            "forward_tokens_ratio_reference_over_ttscale": ref["forward_tokens"] / ours["forward_tokens"],
+            "throughput_vs_plain": plain["wall_s"] / ours_r["wall_s"],
+            "speedup_vs_reference": ref["wall_s"] / ours_r["wall_s"],
+            "forward_tokens_ratio_reference_over_ttscale": ref["forward_tokens"] / ours_r["forward_tokens"],
             "greedy_thinking_identical_rows": f"{same}/{B}",
         }
-    return {
-        "benchmark": "budget", "model": model,
-        "config": {"batch_sizes": list(batch_sizes), "num_ignore": num_ignore, "max_thinking_tokens": max_thinking_tokens,
-                   "max_answer_tokens": max_answer_tokens, "decoding": "greedy", "format": "s1", "repeats": repeats,
-                   "timing": "fastest of interleaved repeats"},
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()},
-        "device": {"type": str(engine.model.device), "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()},
-        "figures": figures,
-    }
+    config = {"model": model, "batch_sizes": list(batch_sizes), "num_ignore": num_ignore, "max_thinking_tokens": max_thinking_tokens,
+              "max_answer_tokens": max_answer_tokens, "decoding": "greedy", "format": "s1"}
+    return harness.envelope("budget", config, harness.device_info(engine.model.device),
+                            harness.timing_block(warmup, repeats), figures)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="smollm2-135m")
+    """The benchmark's flags (``ttscale bench budget ...``), the harness's timing flags included."""
+    p.add_argument("--model", default="smollm2-135m", help="embedded name, local directory, GGUF file or hub id")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     p.add_argument("--num-ignore", type=int, default=4, help="continuations injected per row")
     p.add_argument("--max-thinking-tokens", type=int, default=256)
     p.add_argument("--max-answer-tokens", type=int, default=32)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the fastest run of each competitor counts")
-    p.add_argument("--json", action="store_true", help="print only the final JSON line")
+    harness.add_timing_arguments(p, repeats=3)
 
 
-def print_table(result: dict, out=sys.stdout) -> None:
+def print_table(result: dict, out=None) -> None:
+    """One row per batch size and competitor (fastest round), then the ratios."""
+    out = out or sys.stdout  # read at call time: a redirected stdout is honoured
     print(f"{'batch':>5} {'method':>10} {'wall s':>8} {'tok/s':>8} {'fwd tok':>8} {'re-prefill':>10} {'calls':>5}", file=out)
     for key, fig in result["figures"].items():
         for name in ("plain", "ttscale", "reference"):
@@ -190,16 +198,20 @@ def print_table(result: dict, out=sys.stdout) -> None:
 
 
 def main(args) -> int:
-    from engine.errors import TTScaleError
+    """``ttscale bench budget``: validate the flags (before loading a model), run, print the table and the JSON line.
 
-    if args.num_ignore < 0 or min(args.max_thinking_tokens, args.max_answer_tokens, args.repeats, *args.batch_sizes) < 1:
-        raise TTScaleError("--num-ignore must be >= 0, and --max-thinking-tokens, --max-answer-tokens, --repeats and --batch-sizes >= 1")
+    Refuses ``--num-ignore < 0``, ``--max-thinking-tokens``, ``--max-answer-tokens`` or a batch size below 1, and
+    the harness's timing flags out of range, each with one sentence.
+    """
+    harness.at_least("--num-ignore", args.num_ignore, 0)
+    harness.at_least("--max-thinking-tokens", args.max_thinking_tokens, 1)
+    harness.at_least("--max-answer-tokens", args.max_answer_tokens, 1)
+    for b in args.batch_sizes:
+        harness.at_least("--batch-sizes", b, 1)
+    harness.check_timing_args(args)
     result = bench(args.model, tuple(args.batch_sizes), args.num_ignore, args.max_thinking_tokens, args.max_answer_tokens,
-                   args.threads, args.repeats)
-    if not args.json:
-        print_table(result)
-    print(json.dumps(result))
-    return 0
+                   args.threads, args.repeats, args.warmup)
+    return harness.finish(result, args.json, print_table)
 
 
 if __name__ == "__main__":

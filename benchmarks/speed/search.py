@@ -1,6 +1,7 @@
 """Benchmark: beam search and DVTS on the prefix-sharing engine vs the reference's re-prefill loop.
 
-    ttscale bench search --json            (or: python -m benchmarks.speed.search --json)
+    ttscale bench search [--strategies beam dvts] [--ns 4 16] [--repeats 1] [--warmup 1] [--json]
+    (or: python -m benchmarks.speed.search --json)
 
 In one process on the embedded model, for each strategy (beam, dvts) and each N (4, 16), M = 4:
   (a) ttscale   :class:`engine.search.Searcher`: each prompt prefilled once, branches forked in the KV tree, all
@@ -10,19 +11,21 @@ In one process on the embedded model, for each strategy (beam, dvts) and each N 
 Both use the same PRM (the policy itself under rlhflow, weights shared: no PRM weights exist offline), the same
 selection code and T = 0.8 with the same seed. They search alike but do not draw the same samples, so generated
 tokens are reported next to forward tokens (and forward tokens per generated token). Phases are timed apart:
-policy (generation) and PRM (scoring). Each competitor is warmed up first. The last line is one JSON object.
+policy (generation) and PRM (scoring). Timing is the shared harness's (``benchmarks/speed/harness.py``): at each
+setting one untimed run of each competitor, then interleaved rounds. Each competitor times itself inside its round
+(building the PRM and the searcher left out, as before), so ``wall_s`` and its phases come from the round whose own
+wall time is fastest and ``wall_median_s`` is the median of those walls. The last line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import statistics
 import sys
 import time
 from dataclasses import replace
 
-import torch
+from benchmarks.speed import harness
 
 QUESTIONS = [
     "What is 12 * 13?", "If x + 3 = 10, what is x?", "What is the sum of the first ten positive integers?",
@@ -47,6 +50,7 @@ class _ScoreTimer:
 
 
 def run_ours(model, tokenizer, config, sampling, questions) -> dict:
+    """(a) One :class:`Searcher` run over all ``questions`` with a fresh PRM; returns its times and accounting."""
     from engine.search import ModelPRM, Searcher
 
     prm = ModelPRM(model, tokenizer, "rlhflow")
@@ -66,6 +70,7 @@ def run_ours(model, tokenizer, config, sampling, questions) -> dict:
 
 
 def run_baseline(model, tokenizer, config, sampling, questions) -> dict:
+    """(b) The re-prefill baseline, one question at a time, with a PRM without cache; returns its times and accounting."""
     from benchmarks.speed.search_baseline import ReprefillSearch
     from engine.search import ModelPRM
 
@@ -84,6 +89,7 @@ def run_baseline(model, tokenizer, config, sampling, questions) -> dict:
 
 
 def _ratios(ours: dict, base: dict) -> dict:
+    """Baseline over ttscale: forward tokens (all, policy, PRM, per generated token), wall time and peak KV."""
     per_gen = lambda r: r["forward_tokens"] / max(r["generated_tokens"], 1)  # noqa: E731
     return {
         "forward_tokens_baseline_over_ttscale": base["forward_tokens"] / ours["forward_tokens"],
@@ -95,47 +101,45 @@ def _ratios(ours: dict, base: dict) -> dict:
     }
 
 
-def bench(model: str = "smollm2-135m", strategies=("beam", "dvts"), ns=(4, 16), beam_width: int = 4, problems: int = 2,
+def bench(model="smollm2-135m", strategies=("beam", "dvts"), ns=(4, 16), beam_width: int = 4, problems: int = 2,
           max_steps: int = 4, max_step_tokens: int = 32, temperature: float = 0.8, seed: int = 0, threads: int | None = None,
-          progress=None) -> dict:
-    """Run both competitors for every strategy and N; returns the figures (see the module docstring)."""
-    import transformers
+          progress=None, repeats: int = 1, warmup: int = 1) -> dict:
+    """Run both competitors for every strategy and N; returns the JSON envelope (see the module docstring).
 
+    ``model`` is a name :func:`engine.models.load_model` takes, or an already loaded :class:`LoadedModel`.
+    Refuses (``TTScaleError``) what :class:`SearchConfig` and :func:`harness.run_interleaved` refuse.
+    """
     from engine.logits.sampling import SamplingConfig
     from engine.models import load_model
     from engine.search import SearchConfig
 
-    if threads:
-        torch.set_num_threads(threads)
-    lm = load_model(model)
+    configs = {f"{s}_n{n}": SearchConfig(s, n=n, beam_width=beam_width, max_steps=max_steps, max_step_tokens=max_step_tokens)
+               for s in strategies for n in ns}
+    harness.set_threads(threads)
+    lm = load_model(model) if isinstance(model, str) else model
     questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(problems)]
     sampling = SamplingConfig(temperature=temperature, seed=seed)
-    warm = SearchConfig("beam", n=2, beam_width=2, max_steps=2, max_step_tokens=4)
-    run_ours(lm.model, lm.tokenizer, warm, sampling, questions[:1])
-    run_baseline(lm.model, lm.tokenizer, warm, sampling, questions[:1])
     figures = {}
-    for strategy in strategies:
-        for n in ns:
-            cfg = SearchConfig(strategy, n=n, beam_width=beam_width, max_steps=max_steps, max_step_tokens=max_step_tokens)
-            ours = run_ours(lm.model, lm.tokenizer, cfg, sampling, questions)
-            base = run_baseline(lm.model, lm.tokenizer, cfg, sampling, questions)
-            figures[f"{strategy}_n{n}"] = {"ttscale": ours, "baseline": base, **_ratios(ours, base)}
-            if progress:
-                progress(f"{strategy} N={n} done")
-    return {
-        "benchmark": "search", "model": model,
-        "config": {"strategies": list(strategies), "ns": list(ns), "beam_width": beam_width, "problems": problems,
-                   "questions": questions, "max_steps": max_steps, "max_step_tokens": max_step_tokens,
-                   "temperature": temperature, "seed": seed, "prm": "policy model under rlhflow (shared weights)",
-                   "agg": "last", "delimiter": "\\n\\n"},
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()},
-        "device": {"type": str(lm.device), "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()},
-        "figures": figures,
-    }
+    for key, cfg in configs.items():
+        t = harness.run_interleaved({"ttscale": lambda cfg=cfg: run_ours(lm.model, lm.tokenizer, cfg, sampling, questions),
+                                     "baseline": lambda cfg=cfg: run_baseline(lm.model, lm.tokenizer, cfg, sampling, questions)},
+                                    repeats, warmup)
+        rows = {}
+        for name in ("ttscale", "baseline"):
+            rows[name] = dict(t.fastest_result(name, key="wall_s"))
+            rows[name]["wall_median_s"] = statistics.median(t.phase(name, "wall_s"))
+        figures[key] = {**rows, **_ratios(rows["ttscale"], rows["baseline"])}
+        if progress:
+            progress(f"{cfg.strategy} N={cfg.n} done")
+    config = {"model": model if isinstance(model, str) else lm.name, "strategies": list(strategies), "ns": list(ns),
+              "beam_width": beam_width, "problems": problems, "questions": questions, "max_steps": max_steps, "max_step_tokens": max_step_tokens,
+              "temperature": temperature, "seed": seed, "prm": "policy model under rlhflow (shared weights)",
+              "agg": "last", "delimiter": "\\n\\n"}
+    return harness.envelope("search", config, harness.device_info(lm.device), harness.timing_block(warmup, repeats), figures)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's flags (``ttscale bench search ...``)."""
+    """The benchmark's flags (``ttscale bench search ...``), the harness's timing flags included."""
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--strategies", nargs="+", default=["beam", "dvts"], help="beam and/or dvts")
     p.add_argument("--ns", type=int, nargs="+", default=[4, 16], help="N values (multiples of --beam-width)")
@@ -145,12 +149,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-step-tokens", type=int, default=32)
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    p.add_argument("--json", action="store_true", help="print only the final JSON line")
+    harness.add_timing_arguments(p, repeats=1)
 
 
-def print_table(result: dict, out=sys.stdout) -> None:
-    """One row per competitor and setting, then the ratios."""
+def print_table(result: dict, out=None) -> None:
+    """One row per competitor and setting (fastest round), then the ratios."""
+    out = out or sys.stdout  # read at call time: a redirected stdout is honoured
     print(f"{'run':>9} {'method':>9} {'wall s':>8} {'policy s':>8} {'PRM s':>7} {'policy fwd':>10} {'PRM fwd':>8} "
           f"{'generated':>9} {'peak KV MiB':>11}", file=out)
     for key, fig in result["figures"].items():
@@ -165,7 +169,11 @@ def print_table(result: dict, out=sys.stdout) -> None:
 
 
 def main(args) -> int:
-    """``ttscale bench search``: validate, run, print the table (unless --json) and the JSON line."""
+    """``ttscale bench search``: validate the flags (before loading a model), run, print the table and the JSON line.
+
+    Refuses a strategy other than beam or dvts, an N that :class:`SearchConfig` refuses (not a multiple of
+    ``--beam-width``, say), ``--problems < 1`` and the harness's timing flags out of range, each with one sentence.
+    """
     from engine.errors import TTScaleError
     from engine.search import SearchConfig
 
@@ -174,15 +182,13 @@ def main(args) -> int:
             raise TTScaleError(f"--strategies {s}: this benchmark compares beam and dvts; use those")
     for n in args.ns:
         SearchConfig(args.strategies[0], n=n, beam_width=args.beam_width, max_steps=args.max_steps, max_step_tokens=args.max_step_tokens)
-    if args.problems < 1:
-        raise TTScaleError(f"--problems must be >= 1, got {args.problems}")
+    harness.at_least("--problems", args.problems, 1)
+    harness.check_timing_args(args)
     say = None if args.json else (lambda msg: print(f"ttscale: {msg}", file=sys.stderr, flush=True))
     result = bench(args.model, tuple(args.strategies), tuple(args.ns), args.beam_width, args.problems, args.max_steps,
-                   args.max_step_tokens, args.temperature, args.seed, args.threads, progress=say)
-    if not args.json:
-        print_table(result)
-    print(json.dumps(result))
-    return 0
+                   args.max_step_tokens, args.temperature, args.seed, args.threads, progress=say, repeats=args.repeats,
+                   warmup=args.warmup)
+    return harness.finish(result, args.json, print_table)
 
 
 if __name__ == "__main__":

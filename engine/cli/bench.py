@@ -1,13 +1,16 @@
-"""``ttscale bench {budget,search}``: the speed benchmarks of ``benchmarks/speed``, registered explicitly.
+"""``ttscale bench {budget,search,kv-cache}``: the speed benchmarks of ``benchmarks/speed``, registered explicitly.
 
-Each benchmark module has ``add_arguments(parser)`` and ``main(args)``, and ends its output with one JSON line.
+    ttscale bench budget | search | kv-cache [flags]      (ttscale bench kv-cache --help)
+
+Each benchmark module has ``add_arguments(parser)`` and ``main(args)``, times its competitors through
+``benchmarks/speed/harness.py`` and ends its output with the harness's one JSON line.
 """
 
 from __future__ import annotations
 
-from benchmarks.speed import budget, search
+from benchmarks.speed import budget, kv_cache, search
 
-BENCHMARKS = {"budget": budget, "search": search}
+BENCHMARKS = {"budget": budget, "search": search, "kv-cache": kv_cache}
 
 
 def add_parser(sub) -> None:
