@@ -111,11 +111,11 @@ def test_qwen_prm_input_marks_each_step(qwen_standin):
 
 @pytest.mark.parametrize("protocol", ["rlhflow", "math-shepherd", "qwen-prm"])
 def test_incremental_scores_equal_full_scores(protocol, smol, qwen_standin):
-    """Step by step with the cache == a fresh no-cache PRM on each prefix == a plain forward; each step runs only
+    """Step by step with the cache == a PRM with no cache on each prefix == a plain forward; each step runs only
     its new tokens, and the manager holds each token once."""
     inc = _prm(protocol, smol, qwen_standin)
     full = _prm(protocol, smol, qwen_standin, max_cache_tokens=0)
-    previous_len = 0
+    previous_len = full_tokens = 0
     for k in range(1, len(STEPS) + 1):
         before = inc.forward_tokens
         scores = inc.score(QUESTION, [STEPS[:k]])[0]
@@ -125,15 +125,13 @@ def test_incremental_scores_equal_full_scores(protocol, smol, qwen_standin):
         assert inc.cached_tokens == len(ids)                                 # root and every step prefix share storage
         previous_len = len(ids)
         assert len(scores) == k and all(0.0 <= s <= 1.0 for s in scores)
-        fresh = _prm(protocol, smol, qwen_standin, max_cache_tokens=0)
-        torch.testing.assert_close(torch.tensor(scores), torch.tensor(fresh.score(QUESTION, [STEPS[:k]])[0]), **TIGHT)
-        torch.testing.assert_close(torch.tensor(scores), torch.tensor(_naive_scores(fresh, STEPS[:k])), **TIGHT)
-        assert fresh.cached_tokens == 0
-        fresh.check_invariants()
-    at_once = full.score(QUESTION, [STEPS])[0]
-    torch.testing.assert_close(torch.tensor(scores), torch.tensor(at_once), **TIGHT)
-    torch.testing.assert_close(torch.tensor(at_once), torch.tensor(_naive_scores(full, STEPS)), **TIGHT)
-    assert inc.forward_tokens == full.forward_tokens == previous_len
+        from_scratch = full.score(QUESTION, [STEPS[:k]])[0]                  # nothing survives a call: each is fresh
+        full.check_invariants()
+        assert full.cached_tokens == 0 and full.forward_tokens - full_tokens == len(ids)
+        full_tokens = full.forward_tokens
+        torch.testing.assert_close(torch.tensor(scores), torch.tensor(from_scratch), **TIGHT)
+    torch.testing.assert_close(torch.tensor(scores), torch.tensor(_naive_scores(full, STEPS)), **TIGHT)
+    assert inc.forward_tokens == previous_len
 
 
 @pytest.mark.parametrize("protocol", ["rlhflow", "qwen-prm"])
