@@ -240,6 +240,25 @@ def test_release_and_lru_bound(tiny_lm):
     small.check_invariants()
 
 
+def test_a_failed_forward_leaks_no_branch(tiny_lm, monkeypatch):
+    """An error inside a call releases every branch the call made; the cache stays consistent and usable."""
+    prm = ModelPRM(*tiny_lm, "rlhflow")
+    prm.score(QUESTION, [STEPS[:1]])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("forward failed")
+
+    monkeypatch.setattr(prm._mgr, "extend", broken)
+    with pytest.raises(RuntimeError, match="forward failed"):
+        prm.score(QUESTION, [STEPS[:2], STEPS[:1] + ["Another step."]])
+    prm.check_invariants()
+    monkeypatch.undo()
+    assert set(prm._cache.entries) == {(QUESTION, None), (QUESTION, tuple(STEPS[:1]))}
+    got = prm.score(QUESTION, [STEPS[:2]])[0]
+    prm.check_invariants()
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(ModelPRM(*tiny_lm, "rlhflow", max_cache_tokens=0).score(QUESTION, [STEPS[:2]])[0]), **TIGHT)
+
+
 # ─── aggregation, refusals, loading ────────────────────────────────────────────────────────────────────────────
 
 

@@ -343,12 +343,12 @@ class ModelPRM(PRM):
         groups: dict[int, tuple[_Entry, list[_Row]]] = {}
         for r in rows:
             groups.setdefault(id(r.base), (r.base, []))[1].append(r)
-        wave = [(base.branch, len(base.ids), group) for base, group in groups.values()]
+        wave = [(base.branch, len(base.ids), group, False) for base, group in groups.values()]  # (parent, depth, rows, temporary)
         temps: list[Branch] = []        # segment branches this call made; released once their children pin the tokens
         try:
             while wave:
                 segments = []
-                for parent, start, group in wave:
+                for parent, start, group, _ in wave:
                     by_next: dict[int, list[_Row]] = {}
                     for r in group:
                         by_next.setdefault(r.ids[start], []).append(r)
@@ -357,8 +357,7 @@ class ModelPRM(PRM):
                         end = next((t for t in range(start + 1, end) if any(r.ids[t] != same[0].ids[t] for r in same)), end)
                         segments.append(_Segment(parent, start, end, same))
                 self._run(segments, temps)
-                self._mgr.release([b for b in {id(p): p for p, _, _ in wave}.values() if any(b is t for t in temps)])
-                temps = [b for b in temps if b.alive]
+                self._mgr.release([parent for parent, _, _, temporary in wave if temporary])  # forked: children pin it now
                 wave = []
                 for seg in segments:
                     rest = [r for r in seg.rows if len(r.ids) > seg.end]
@@ -366,7 +365,7 @@ class ModelPRM(PRM):
                         if len(r.ids) == seg.end:
                             r.branch = self._mgr.fork(seg.branch, 1)[0]
                     if rest:
-                        wave.append((seg.branch, seg.end, rest))
+                        wave.append((seg.branch, seg.end, rest, True))
                     else:
                         self._mgr.release(seg.branch)
                 temps = [b for b in temps if b.alive]
