@@ -63,6 +63,7 @@ def greedy(mgr, branches, steps):
 
 
 PROMPT = [1, 520, 33, 4410, 98, 16, 700, 2045, 9, 12, 3001, 77]
+SMALL = [1, 52, 33, 441, 98, 16, 70, 204, 9, 12, 300, 77]  # PROMPT for a 512-token vocabulary
 
 
 def test_greedy_from_forked_branches_matches_generate_from_scratch(lively):
@@ -357,3 +358,72 @@ def test_real_gemma3_270m_past_its_512_window():
             full = model(input_ids=torch.tensor([kid.token_ids]), logits_to_keep=4).logits[0]  # (4, V) from scratch, no cache
             torch.testing.assert_close(kid.logits, full[-1], atol=1e-3, rtol=1e-3)
             assert full[:-1].argmax(-1).tolist() == kid.token_ids[-3:]  # the 3 greedy tokens
+
+
+# ---------------------------------------------------------------- extend: outputs at chosen positions
+
+
+def _three_kinds():
+    """A causal LM, its decoder body (no head) and a 2-way token classifier: the models a PRM runs."""
+    from transformers import LlamaForTokenClassification
+
+    lm = make_tiny_model(vocab_size=512, init=0.2)
+    torch.manual_seed(1)
+    cls = LlamaForTokenClassification(lm.config.__class__(**{**lm.config.to_dict(), "num_labels": 2})).eval()
+    return {"causal_lm": lm, "body": lm.base_model, "classifier": cls}
+
+
+def full_outputs(model, output, ids):
+    with torch.no_grad():
+        return getattr(model(input_ids=torch.tensor([ids])), output)[0]  # (T, D)
+
+
+@pytest.mark.parametrize("kind", ["causal_lm", "body", "classifier"])
+def test_extend_returns_outputs_at_positions_like_a_full_forward(kind):
+    """Ragged branches, positions anywhere among the new tokens (several per row, none, out of order), read twice."""
+    model = _three_kinds()[kind]
+    mgr = KVCacheManager(model)
+    assert mgr.layout.output == ("last_hidden_state" if kind == "body" else "logits")
+    root = mgr.prefill(SMALL[:5])
+    kids = mgr.fork(root, 3)
+    mgr.release(root)
+    rounds = [([SMALL[5:9], [40, 41], [50]], [[8, 5, 6], [], [5]]),
+              ([[60], [61, 62, 63], [64, 65]], [[9], [7, 8, 9], [7]])]
+    for tokens, positions in rounds:
+        outs = mgr.extend(kids, tokens, positions)
+        mgr.check_invariants()
+        for kid, ps, out in zip(kids, positions, outs):
+            want = full_outputs(model, mgr.layout.output, kid.token_ids)
+            assert out.shape == (len(ps), want.shape[-1])
+            torch.testing.assert_close(out, want[ps], atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(kid.logits, want[-1], atol=1e-4, rtol=1e-4)   # as decode sets it
+    assert mgr.stats().tree_tokens == 5 + 5 + 5 + 3 and mgr.stats().tokens_computed == mgr.stats().tokens_stored
+    mgr.release(kids)
+    mgr.check_invariants()
+    assert mgr.stats().memory_bytes == 0
+
+
+def test_extend_with_no_positions_equals_decode():
+    model = make_tiny_model(vocab_size=512, init=0.2)
+    a_mgr, b_mgr = KVCacheManager(model), KVCacheManager(model)
+    a, b = a_mgr.prefill(SMALL), b_mgr.prefill(SMALL)
+    want = a_mgr.decode([a], [[5, 6, 7]])
+    assert b_mgr.extend([b], [[5, 6, 7]], [[]])[0].shape == (0, want.shape[-1])
+    torch.testing.assert_close(b.logits, want[0], atol=1e-5, rtol=1e-5)
+    assert a_mgr.stats().tree_tokens == b_mgr.stats().tree_tokens
+
+
+def test_extend_refusals_change_nothing():
+    model = make_tiny_model(vocab_size=512, init=0.2)
+    mgr = KVCacheManager(model)
+    root = mgr.prefill(SMALL[:4])
+    a, b = mgr.fork(root, 2)
+    before = mgr.stats()
+    for positions, message in [([[4]], "2 branches but 1 position lists"), ([[3], []], r"positions\[0\] holds 3"),
+                               ([[4], [6]], r"positions\[1\] holds 6.*new tokens \[4, 6\)"), ([[4.0], []], r"positions\[0\] holds None")]:
+        with pytest.raises(TTScaleError, match=message):
+            mgr.extend([a, b], [[5, 6], [7, 8]], positions)
+    with pytest.raises(TTScaleError, match="same branch twice"):
+        mgr.extend([a, a], [[5], [6]], [[], []])
+    assert mgr.stats() == before and a.length == b.length == 4
+    mgr.check_invariants()

@@ -57,9 +57,9 @@ def _prm(protocol, smol, qwen_standin, **kw):
     return ModelPRM(smol.model, smol.tokenizer, protocol, **kw)
 
 
-def _naive_scores(prm, steps):
+def _naive_scores(prm, steps, question=QUESTION):
     """The slow source of truth: one plain forward of the full ids, read at the scored positions."""
-    ids, positions, _ = prm._tokenize(QUESTION, tuple(prm.protocol.clean(s) for s in steps))
+    ids, positions, _ = prm._tokenize(question, tuple(prm.protocol.clean(s) for s in steps))
     with torch.no_grad():
         if prm.protocol.head == "lm":
             logits = prm.model(torch.tensor([ids])).logits[0, positions][:, list(prm.protocol.label_ids)]
@@ -111,22 +111,27 @@ def test_qwen_prm_input_marks_each_step(qwen_standin):
 
 @pytest.mark.parametrize("protocol", ["rlhflow", "math-shepherd", "qwen-prm"])
 def test_incremental_scores_equal_full_scores(protocol, smol, qwen_standin):
-    """Step by step with the cache == the whole text at once == a plain forward; each step runs only its new tokens."""
+    """Step by step with the cache == a PRM with no cache on each prefix == a plain forward; each step runs only
+    its new tokens, and the manager holds each token once."""
     inc = _prm(protocol, smol, qwen_standin)
     full = _prm(protocol, smol, qwen_standin, max_cache_tokens=0)
-    previous_len = 0
+    previous_len = full_tokens = 0
     for k in range(1, len(STEPS) + 1):
         before = inc.forward_tokens
         scores = inc.score(QUESTION, [STEPS[:k]])[0]
         inc.check_invariants()
         ids, _, _ = inc._tokenize(QUESTION, tuple(inc.protocol.clean(s) for s in STEPS[:k]))
         assert inc.forward_tokens - before == len(ids) - previous_len       # only the new step's tokens
+        assert inc.cached_tokens == len(ids)                                 # root and every step prefix share storage
         previous_len = len(ids)
         assert len(scores) == k and all(0.0 <= s <= 1.0 for s in scores)
-    at_once = full.score(QUESTION, [STEPS])[0]
-    torch.testing.assert_close(torch.tensor(scores), torch.tensor(at_once), **TIGHT)
-    torch.testing.assert_close(torch.tensor(at_once), torch.tensor(_naive_scores(full, STEPS)), **TIGHT)
-    assert inc.forward_tokens == full.forward_tokens == previous_len
+        from_scratch = full.score(QUESTION, [STEPS[:k]])[0]                  # nothing survives a call: each is fresh
+        full.check_invariants()
+        assert full.cached_tokens == 0 and full.forward_tokens - full_tokens == len(ids)
+        full_tokens = full.forward_tokens
+        torch.testing.assert_close(torch.tensor(scores), torch.tensor(from_scratch), **TIGHT)
+    torch.testing.assert_close(torch.tensor(scores), torch.tensor(_naive_scores(full, STEPS)), **TIGHT)
+    assert inc.forward_tokens == previous_len
 
 
 @pytest.mark.parametrize("protocol", ["rlhflow", "qwen-prm"])
@@ -145,15 +150,50 @@ def test_batched_mixed_candidates_equal_one_at_a_time(protocol, tiny_lm, qwen_st
         torch.testing.assert_close(torch.tensor(got), torch.tensor(want), **TIGHT)
 
 
+def _distinct_prefixes(prm, candidates, question=QUESTION):
+    """Tokens of the radix tree of the candidates' ids: every distinct prefix counted once."""
+    return len({ids[: t + 1] for c in candidates for ids in [prm._tokenize(question, tuple(c))[0]] for t in range(len(ids))})
+
+
 def test_fresh_candidates_share_the_question_prefix(tiny_lm):
-    """N fresh candidates run the prompt and question once (the root entry), then only their own steps."""
+    """N fresh candidates run the prompt and question once (the root entry), and every token they share once."""
     prm = ModelPRM(*tiny_lm, "rlhflow")
     candidates = [[f"Step {i}: try {i} + {i} = {2 * i}."] for i in range(1, 5)]
     prm.score(QUESTION, candidates)
+    prm.check_invariants()
     lengths = [len(prm._tokenize(QUESTION, tuple(c))[0]) for c in candidates]
     _, _, shared = prm._tokenize(QUESTION, tuple(candidates[0]))
-    assert shared > 0 and prm.forward_tokens == sum(lengths) - (len(candidates) - 1) * shared
-    assert prm.reused_tokens == len(candidates) * shared
+    distinct = _distinct_prefixes(prm, candidates)
+    assert shared > 0 and distinct <= sum(lengths) - (len(candidates) - 1) * shared
+    assert prm.forward_tokens == prm.cached_tokens == distinct
+    assert prm.reused_tokens == sum(lengths) - distinct
+
+
+@pytest.mark.parametrize("protocol", ["math-shepherd", "qwen-prm"])
+def test_diverging_candidates_hold_common_steps_once(protocol, tiny_lm, qwen_standin):
+    """N candidates share the question and two steps, then diverge: scored step by step (as a search does) or all
+    in one call, each distinct token is run and stored once, and the scores equal a fresh no-cache PRM's."""
+    model, tok = qwen_standin if protocol == "qwen-prm" else tiny_lm
+    candidates = [STEPS[:2] + [f"Then try {i} * {i} = {i * i}.", "So it is 14."] for i in range(4)] + [STEPS[:2]]
+    distinct = None
+    for stepwise in (True, False):
+        prm = ModelPRM(model, tok, protocol, batch_size=2)
+        if stepwise:
+            prm.score(QUESTION, [STEPS[:1]])
+            prm.score(QUESTION, [STEPS[:2]])
+            prm.score(QUESTION, [c[:3] for c in candidates[:-1]])
+        got = prm.score(QUESTION, candidates)
+        prm.check_invariants()
+        distinct = _distinct_prefixes(prm, candidates)
+        assert prm.forward_tokens == prm.cached_tokens == distinct
+        assert prm.kv_stats().memory_bytes == distinct * prm.kv_stats().bytes_per_token
+        single = ModelPRM(model, tok, protocol, max_cache_tokens=0)
+        for steps, scores in zip(candidates, got):
+            torch.testing.assert_close(torch.tensor(scores), torch.tensor(single.score(QUESTION, [steps])[0]), **TIGHT)
+        entries = len(prm._cache.entries)
+        assert prm.release(QUESTION) == entries and not prm._cache.entries
+        prm.check_invariants()
+        assert prm.cached_tokens == 0 and prm.kv_stats().memory_bytes == 0
 
 
 def test_steps_are_stripped_and_cleaned_of_tags(tiny_lm):
@@ -181,12 +221,42 @@ def test_release_and_lru_bound(tiny_lm):
     prm.clear()
     assert prm.cached_tokens == 0
 
+    # The bound counts distinct stored tokens: a chain of step prefixes costs its longest member only.
     full_len = len(prm._tokenize(QUESTION, tuple(STEPS))[0])
     small = ModelPRM(*tiny_lm, "math-shepherd", max_cache_tokens=full_len)
     for k in range(1, len(STEPS) + 1):
         small.score(QUESTION, [STEPS[:k]])
         small.check_invariants()                                             # never above the bound
-    assert small.cached_tokens == full_len and list(small._cache.entries) == [(QUESTION, tuple(STEPS))]
+    assert small.cached_tokens == full_len and len(small._cache.entries) == len(STEPS) + 1
+    # A second question does not fit beside it: least recently used entries go until it does.
+    small.score("Another question?", [STEPS[:1]])
+    small.check_invariants()
+    assert (("Another question?", tuple(STEPS[:1])) in small._cache.entries and small.cached_tokens <= full_len
+            and (QUESTION, None) not in small._cache.entries)
+    before = small.forward_tokens                                            # an evicted prefix is recomputed, exactly
+    torch.testing.assert_close(torch.tensor(small.score(QUESTION, [STEPS[:2]])[0]),
+                               torch.tensor(ModelPRM(*tiny_lm, "math-shepherd", max_cache_tokens=0).score(QUESTION, [STEPS[:2]])[0]), **TIGHT)
+    assert small.forward_tokens > before
+    small.check_invariants()
+
+
+def test_a_failed_forward_leaks_no_branch(tiny_lm, monkeypatch):
+    """An error inside a call releases every branch the call made; the cache stays consistent and usable."""
+    prm = ModelPRM(*tiny_lm, "rlhflow")
+    prm.score(QUESTION, [STEPS[:1]])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("forward failed")
+
+    monkeypatch.setattr(prm._mgr, "extend", broken)
+    with pytest.raises(RuntimeError, match="forward failed"):
+        prm.score(QUESTION, [STEPS[:2], STEPS[:1] + ["Another step."]])
+    prm.check_invariants()
+    monkeypatch.undo()
+    assert set(prm._cache.entries) == {(QUESTION, None), (QUESTION, tuple(STEPS[:1]))}
+    got = prm.score(QUESTION, [STEPS[:2]])[0]
+    prm.check_invariants()
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(ModelPRM(*tiny_lm, "rlhflow", max_cache_tokens=0).score(QUESTION, [STEPS[:2]])[0]), **TIGHT)
 
 
 # ─── aggregation, refusals, loading ────────────────────────────────────────────────────────────────────────────

@@ -1,6 +1,6 @@
-"""``ttscale bench {budget,search,kv-cache}``: the speed benchmarks of ``benchmarks/speed``, registered explicitly.
+"""``ttscale bench {budget,search,kv-cache,prm-memory}``: the speed benchmarks of ``benchmarks/speed``, registered explicitly.
 
-    ttscale bench budget | search | kv-cache [flags]      (ttscale bench kv-cache --help)
+    ttscale bench budget | search | kv-cache | prm-memory [flags]      (ttscale bench kv-cache --help)
 
 Each benchmark module has ``add_arguments(parser)`` and ``main(args)``, times its competitors through
 ``benchmarks/speed/harness.py`` and ends its output with the harness's one JSON line.
@@ -8,9 +8,9 @@ Each benchmark module has ``add_arguments(parser)`` and ``main(args)``, times it
 
 from __future__ import annotations
 
-from benchmarks.speed import budget, kv_cache, search
+from benchmarks.speed import budget, kv_cache, prm_memory, search
 
-BENCHMARKS = {"budget": budget, "search": search, "kv-cache": kv_cache}
+BENCHMARKS = {"budget": budget, "search": search, "kv-cache": kv_cache, "prm-memory": prm_memory}
 
 
 def add_parser(sub) -> None:

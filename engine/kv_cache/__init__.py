@@ -1,7 +1,8 @@
 """engine/kv_cache: a prefix-sharing KV cache for search over a stock transformers causal LM.
 
 Prefill a prompt once, fork branches that share it without copying, decode branches of different depths in one
-forward, release branches to get their memory back. Modules, one concept each:
+forward (``extend`` also returns the model's outputs at chosen positions, for scoring: the PRM's prefix cache runs
+on it), release branches to get their memory back. Modules, one concept each:
 
 - ``slots``   — which pool rows are free (pure Python)
 - ``tree``    — segments, parents, handles, reference counts, ``check_invariants`` (pure Python)

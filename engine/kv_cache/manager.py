@@ -5,6 +5,15 @@
     kids = mgr.fork(root, 4); mgr.release(root)  # 4 handles on the same stored prompt; nothing copied
     logits = mgr.decode(kids, [[t1], [t2, t3], [t4], [t5]])   # (4, V), one forward, branches may differ in depth
     mgr.release(kids[1]); mgr.stats().memory_bytes           # memory of what only kids[1] held is back
+    outs = mgr.extend([kids[0]], [[t6, t7, t8]], positions=[[d, d + 2]])   # [(2, D)]: outputs at depths d, d+2
+
+``extend`` is ``decode`` that also returns the model's per-token output at chosen depths of the new tokens, for
+callers that score several tokens per row (a PRM reads every step's scored token). The output is whatever the
+model computes per token (``ModelLayout.output``): next-token logits of a causal LM, the 2-way logits of a token
+classifier, or the hidden state of a decoder body that has no head (``causal_lm.base_model``):
+
+    branch: [ stored: depths 0 .. n-1 | new tokens: depths n .. n+m-1 ]
+                                         positions ⊂ [n, n+m)  -> (len(positions), D) rows of the output
 
 The phases of one ``decode``:
   1. validate handles and tokens (all of them, before anything changes);
@@ -58,8 +67,9 @@ class KVStats:
 class Branch:
     """A handle on one sequence in the manager's tree. Cheap; holds no tensors besides its last logits.
 
-    ``logits`` is the (V,) next-token distribution after the branch's last token (shared with the branch it was
-    forked from), or None after ``truncate``. A released branch is dead: every use of it is refused.
+    ``logits`` is the model's (D,) output at the branch's last token (shared with the branch it was forked from),
+    or None after ``truncate``: the next-token logits of a causal LM, or the hidden state of a decoder body (see
+    :mod:`engine.kv_cache.support`). A released branch is dead: every use of it is refused.
     """
 
     __slots__ = ("_manager", "id", "logits")
@@ -87,7 +97,7 @@ class Branch:
 
 
 class KVCacheManager:
-    """Prefix-sharing KV cache over a stock transformers causal LM.
+    """Prefix-sharing KV cache over a stock transformers causal LM (or a token classifier, or a decoder body).
 
     Refuses (``TTScaleError``), at construction, architectures it cannot serve (see
     :mod:`engine.kv_cache.support`) and models whose forward ignores the tree's masks or positions (a short
@@ -121,7 +131,7 @@ class KVCacheManager:
         slots = self._alloc.alloc(len(first))
         work = [0, 0, 0]
         try:
-            logits = self._run([RowSpec([], first, slots)], work)  # (1, V)
+            logits = self._run([RowSpec([], first, slots)], work)[0]  # (1, D)
         except BaseException:
             self._give_back(slots)
             raise
@@ -153,34 +163,36 @@ class KVCacheManager:
         Refuses dead or foreign branches, a branch listed twice, empty token lists and out-of-vocabulary ids.
         """
         branches = list(branches)
-        bids = [self._bid(b, f"branches[{i}]") for i, b in enumerate(branches)]
-        if not bids:
-            raise TTScaleError("decode(branches=[]) needs at least one branch")
-        if len(set(bids)) != len(bids):
-            raise TTScaleError("decode(branches=...) lists the same branch twice; fork it first if two continuations are wanted")
+        bids = self._bids(branches, "decode")
+        return self._append(branches, bids, self._token_lists(tokens, len(bids)), None)[0]
+
+    def extend(self, branches: Sequence[Branch], tokens, positions: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """Append tokens like ``decode`` and return the model's output at chosen depths of each branch's new tokens.
+
+        ``positions[i]`` lists depths in branch i's sequence (0 = its first token) that lie among its new tokens,
+        ``branch.length <= d < branch.length + len(tokens[i])``, in any order, possibly empty. Returns one
+        ``(len(positions[i]), D)`` tensor per branch (D: vocabulary, labels or hidden size, see the module
+        docstring) and sets each ``branch.logits`` as ``decode`` does. The model runs without ``logits_to_keep``
+        (every position's output is computed, then the chosen rows are kept). Refuses what ``decode`` refuses, a
+        ``positions`` list of the wrong length, and depths that are not ints among the new tokens; nothing changes then.
+        """
+        branches = list(branches)
+        bids = self._bids(branches, "extend")
         new = self._token_lists(tokens, len(bids))
-        slots = self._alloc.alloc(sum(map(len, new)))
-        per_row, at = [], 0
-        for t in new:
-            per_row.append(slots[at: at + len(t)])
-            at += len(t)
-        work = [0, 0, 0]
-        try:
-            rows = [RowSpec(self._tree.slots(bid), t, s) for bid, t, s in zip(bids, new, per_row)]
-            out = None
-            for group in _row_groups([len(t) for t in new]):
-                logits = self._run([rows[i] for i in group], work)  # (len(group), V)
-                if out is None:
-                    out = logits.new_empty((len(bids), logits.shape[-1]))
-                out[group] = logits
-        except BaseException:
-            self._give_back(slots)
-            raise
-        self._count(work)
-        for i, (bid, t, s) in enumerate(zip(bids, new, per_row)):
-            self._tree.append(bid, t, s)
-            branches[i].logits = out[i]
-        return out
+        positions = list(positions)
+        if len(positions) != len(bids):
+            raise TTScaleError(f"extend got {len(bids)} branches but {len(positions)} position lists; give one list (maybe empty) per branch")
+        offsets = []
+        for i, (bid, t, ps) in enumerate(zip(bids, new, positions)):
+            n, row = self._tree.length(bid), []
+            for d in ps:
+                d = _as_id(d)
+                if d is None or not n <= d < n + len(t):
+                    raise TTScaleError(f"positions[{i}] holds {d!r}, which is not a depth of branch {bid}'s new tokens [{n}, {n + len(t)}); "
+                                       "only tokens this call runs can be read")
+                row.append(d - n)
+            offsets.append(row)
+        return self._append(branches, bids, new, offsets)[1]
 
     def truncate(self, branch: Branch, length: int) -> None:
         """Cut ``branch`` back to its first ``length`` tokens (e.g. a step boundary); cheap, nothing is recomputed.
@@ -231,8 +243,38 @@ class KVCacheManager:
 
     # ------------------------------------------------------------------ helpers
 
-    def _run(self, rows: list[RowSpec], work: list[int]) -> torch.Tensor:
-        """One forward over ``rows``; returns (B, V) logits at each row's last new token.
+    def _append(self, branches: list[Branch], bids: list[int], new: list[list[int]],
+                read: list[list[int]] | None) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """Phases 2-4 of the module docstring for validated rows; returns (B, D) last outputs and, with ``read``
+        (offsets into each row's new tokens), one (len(read[i]), D) tensor per row."""
+        slots = self._alloc.alloc(sum(map(len, new)))
+        per_row, at = [], 0
+        for t in new:
+            per_row.append(slots[at: at + len(t)])
+            at += len(t)
+        work = [0, 0, 0]
+        try:
+            rows = [RowSpec(self._tree.slots(bid), t, s) for bid, t, s in zip(bids, new, per_row)]
+            out, picked = None, [None] * len(bids)
+            for group in _row_groups([len(t) for t in new]):
+                logits, got = self._run([rows[i] for i in group], work, None if read is None else [read[i] for i in group])  # (len(group), D)
+                if out is None:
+                    out = logits.new_empty((len(bids), logits.shape[-1]))
+                out[group] = logits
+                for i, g in zip(group, got or []):
+                    picked[i] = g
+        except BaseException:
+            self._give_back(slots)
+            raise
+        self._count(work)
+        for i, (bid, t, s) in enumerate(zip(bids, new, per_row)):
+            self._tree.append(bid, t, s)
+            branches[i].logits = out[i]
+        return out, None if read is None else picked
+
+    def _run(self, rows: list[RowSpec], work: list[int], read: list[list[int]] | None = None) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """One forward over ``rows``; returns (B, D) outputs at each row's last new token and, with ``read`` (offsets
+        into each row's new tokens), one (len(read[i]), D) tensor of outputs at those offsets per row.
 
         Adds [real tokens, padded positions, 1] to ``work``; the caller counts it only if the call commits.
         """
@@ -243,16 +285,19 @@ class KVCacheManager:
         mask = plan.masks if lay.mask_as_dict else next(iter(plan.masks.values()))
         kwargs = dict(input_ids=plan.input_ids, position_ids=plan.position_ids, attention_mask=mask,
                       use_cache=True, **{lay.cache_argument: cache})  # the name compat read off this model's forward
-        if lay.takes_logits_to_keep:
+        if lay.takes_logits_to_keep and read is None:
             kwargs["logits_to_keep"] = plan.last_index  # lm_head only at each row's last new token
         with torch.no_grad():
-            logits = self.model(**kwargs).logits  # (B, 1, V), or (B, T, V) without logits_to_keep
+            full = getattr(self.model(**kwargs), lay.output)  # (B, 1, D), or (B, T, D) without logits_to_keep
         work[0] += plan.real_tokens
         work[1] += plan.padded_tokens
         work[2] += 1
-        if logits.shape[1] != 1:
-            logits = torch.take_along_dim(logits, plan.last_index[..., None], dim=1)
-        return logits[:, 0]  # (B, V)
+        picked = None
+        if read is not None:
+            flat = full[[i for i, r in enumerate(read) for _ in r], [j for r in read for j in r]]  # (sum len(read[i]), D)
+            picked = list(flat.split([len(r) for r in read]))
+        last = full if full.shape[1] == 1 else torch.take_along_dim(full, plan.last_index[..., None], dim=1)
+        return last[:, 0], picked  # (B, D)
 
     def _count(self, work: list[int]) -> None:
         self._computed += work[0]
@@ -262,6 +307,15 @@ class KVCacheManager:
     def _give_back(self, slots: list[int]) -> None:
         self._alloc.free(slots)
         self._storage.resize(self._alloc.capacity)
+
+    def _bids(self, branches: list[Branch], call: str) -> list[int]:
+        """Live ids of ``branches``; refuses none at all and a branch listed twice."""
+        bids = [self._bid(b, f"branches[{i}]") for i, b in enumerate(branches)]
+        if not bids:
+            raise TTScaleError(f"{call}(branches=[]) needs at least one branch")
+        if len(set(bids)) != len(bids):
+            raise TTScaleError(f"{call}(branches=...) lists the same branch twice; fork it first if two continuations are wanted")
+        return bids
 
     def _bid(self, branch, what: str) -> int:
         if not isinstance(branch, Branch) or branch._manager is not self:
@@ -318,7 +372,7 @@ class KVCacheManager:
         with torch.no_grad():
             for step in range(2):
                 for row, want in enumerate((want_a[step], want_b[step])):
-                    ref = self.model(input_ids=torch.tensor([want], device=self.layout.device)).logits[0, -1]
+                    ref = getattr(self.model(input_ids=torch.tensor([want], device=self.layout.device)), self.layout.output)[0, -1]
                     err = (got[step][row] - ref).abs().max().item()
                     if not err <= tol * max(1.0, ref.abs().max().item()):
                         raise TTScaleError(

@@ -1,5 +1,11 @@
 """Which models the tree cache can serve, read from the model's config; everything else is refused up front.
 
+Three kinds of model are served, and ``ModelLayout.output`` names the output field the manager reads:
+
+    causal LM              (LlamaForCausalLM, ...)            .logits             (B, T, V) next-token logits
+    token classifier       (LlamaForTokenClassification, ...) .logits             (B, T, num_labels)
+    decoder body, no head  (LlamaModel = causal_lm.base_model) .last_hidden_state  (B, T, H)
+
 The cache feeds a stock model three things it must honour: ``position_ids`` (each branch's true depth), a 4-D
 additive ``attention_mask`` (which pool rows each query may see) and a ``Cache`` whose ``update`` returns gathered
 rows. That rules out:
@@ -37,6 +43,7 @@ class ModelLayout:
     windows: dict[str, int | None]         # kind -> sliding window (None = full attention)
     mask_as_dict: bool                     # pass {kind: mask} (mixed kinds) rather than one tensor
     takes_logits_to_keep: bool             # forward computes logits only at chosen positions
+    output: str                            # output field read per token: "logits", or "last_hidden_state" for a body
     cache_argument: str                    # forward's keyword for the cache: "cache" (5.24+) or "past_key_values"
     vocab_size: int
     dtype: torch.dtype
@@ -44,7 +51,8 @@ class ModelLayout:
 
 
 def inspect_model(model) -> ModelLayout:
-    """Read a causal LM's layout, or refuse (``TTScaleError``) an architecture the tree cache cannot serve."""
+    """Read the layout of a causal LM, a token classifier or a decoder body (a model's ``base_model``), or refuse
+    (``TTScaleError``) an architecture the tree cache cannot serve."""
     name = type(model).__name__
     config = getattr(model, "config", None)
     if not isinstance(model, torch.nn.Module) or config is None:
@@ -95,8 +103,9 @@ def inspect_model(model) -> ModelLayout:
         windows=windows,
         mask_as_dict=len(windows) > 1,
         takes_logits_to_keep="logits_to_keep" in params,
+        output="last_hidden_state" if getattr(model, "base_model", None) is model else "logits",  # a body is its own base_model
         cache_argument=cache_arg,
-        vocab_size=int(getattr(text, "vocab_size", 0) or model.get_output_embeddings().weight.shape[0]),
+        vocab_size=int(getattr(text, "vocab_size", 0) or model.get_input_embeddings().weight.shape[0]),  # ids index the input embedding
         dtype=getattr(model, "dtype", first.dtype),  # activation dtype; the masks must match it
         device=first.device,
     )

@@ -1,23 +1,41 @@
-"""Process reward models: one interface that scores every step of many candidates at once, with a prefix cache.
+"""Process reward models: one interface that scores every step of many candidates at once, on a shared prefix cache.
 
     prm = load_prm("RLHFlow/Llama3.1-8B-PRM-Deepseek-Data", "rlhflow")
     prm.score(question, [["step 1", "step 2"], ["step 1", "other step 2"]])   -> [[s11, s12], [s21, s22]]
     aggregate([s11, s12], "last")                                            -> s12   (REFERENCE §3)
 
 The model protocols (prm_protocols.py) render a candidate as text and name the token whose output scores each
-step. Scoring is incremental: every scored candidate leaves an entry (its token ids, its KV, its step scores)
-keyed by ``(question, steps)``; when a branch grows by a step, only the tokens after the longest cached prefix
-run through the model. The question's own prefix (system prompt, question) is a shared root entry, so N fresh
-candidates run it once. REFERENCE §3: search-and-learn re-scores the whole prefix every step; here the work per
-step is the new step's tokens.
+step. Scoring is incremental, and its KV lives in the project's prefix-sharing cache (``engine.kv_cache``'s
+``KVCacheManager``): every scored candidate leaves an *entry* keyed by ``(question, steps)`` — its token ids, a
+manager branch that pins their KV, its step scores. The question's own prefix (system prompt, question) is a
+root entry ``(question, None)``. Branches share storage, so the question and the steps candidates have in
+common are held once, however many candidates extend them:
 
-    cached "q|s1,s2"   [ prompt+question | s1 ...+ | s2 ...+ ]          KV of these ids (1, H, T, D) per layer
-    candidate s1,s2,s3 [ prompt+question | s1 ...+ | s2 ...+ | s3 ...+ ]  forward only the last segment
+    tree in the manager                                  entries (handles on it)
+    [ prompt+question ]                                  (q, None)            root
+     +-- [ s1 ...+ | s2 ...+ ]                           (q, (s1, s2))
+          +-- [ s3a ...+ ]                               (q, (s1, s2, s3a))
+          +-- [ s3b ...+ ]                               (q, (s1, s2, s3b))
+
+One ``score`` call, in three phases:
+  1. plan: tokenise each new candidate; its *base* is the longest cached entry of one of its step prefixes whose
+     ids are a prefix of its ids (else the question's root, prefilled once for all fresh candidates);
+  2. grow: candidates on the same base are laid out as a radix tree of their remaining ids; each segment (a run
+     of tokens some candidates share) is forked from its parent and run once with ``KVCacheManager.extend``,
+     which returns the model's output at the segment's scored tokens; segments of one depth run together;
+  3. keep: each candidate's branch becomes its entry; least recently used entries are released until the
+     manager stores at most ``max_cache_tokens`` distinct tokens (0: nothing survives the call).
+
+    candidate s1,s2,s3 [ prompt+question | s1 ...+ | s2 ...+ | s3 ...+ ]   fork (q, (s1, s2)), run only the last segment
+
+lm protocols run the decoder body (``model.base_model``: the manager returns hidden states) and apply the two
+label rows of the output head themselves; qwen-prm runs the token classifier (the manager returns its 2-way
+logits). REFERENCE §3: search-and-learn re-scores the whole prefix every step; here the work per step is the new
+step's tokens, and the memory per candidate is its own tokens.
 
 Token ids are always the tokenizer's own tokenisation of the full text; a cached entry is reused only when its
 ids are a prefix of the new ids, so incremental scores equal full re-scores whatever the tokenizer does.
-Cached KV is bounded (``max_cache_tokens``, least recently used out first); ``release`` drops entries a search
-no longer needs, and ``check_invariants`` proves the bookkeeping.
+``release`` drops entries a search no longer needs, and ``check_invariants`` proves the bookkeeping.
 """
 
 from __future__ import annotations
@@ -30,7 +48,8 @@ from dataclasses import dataclass, field
 import torch
 
 from engine.errors import TTScaleError
-from engine.kv_cache.compat import require_cache_argument, returned_cache
+from engine.kv_cache import Branch, KVCacheManager
+from engine.kv_cache.compat import require_cache_argument
 from engine.search.prm_protocols import PROTOCOLS, Protocol, make_protocol
 
 AGGREGATIONS = ("last", "min", "prod", "mean")
@@ -85,24 +104,33 @@ class PRM:
         """Drop every cached prefix."""
 
 
-# ─── the prefix cache (bookkeeping only; tensors are stored, never computed here) ───────────────────────────────
+# ─── entries: handles on the manager's tree (bookkeeping only; the manager owns the KV) ─────────────────────────
 
 
 @dataclass
 class _Entry:
-    """A scored prefix: its ids (ending at its last scored token), their KV per layer (1, H, T, D), its step scores."""
+    """A scored prefix: its ids (ending at its last scored token), the branch pinning their KV, its step scores."""
 
     ids: tuple[int, ...]
-    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    branch: Branch
     scores: tuple[float, ...]
 
 
-class _PrefixCache:
-    """LRU map ``(question, steps | None) -> _Entry``; ``None`` steps is the question's shared root."""
+class _Entries:
+    """LRU map ``(question, steps | None) -> _Entry`` over one manager; ``None`` steps is the question's shared root.
 
-    def __init__(self):
+    Ownership (STYLE §6): an entry owns its branch; dropping the entry is the only place that branch is released,
+    and the tokens go back only when no other entry's branch shares them. ``tokens`` is the manager's count of
+    distinct stored tokens, the figure ``max_cache_tokens`` bounds.
+    """
+
+    def __init__(self, manager: KVCacheManager):
+        self.manager = manager
         self.entries: OrderedDict[tuple, _Entry] = OrderedDict()
-        self.tokens = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.manager.stats().tree_tokens
 
     def get(self, key) -> _Entry | None:
         entry = self.entries.get(key)
@@ -113,29 +141,37 @@ class _PrefixCache:
     def put(self, key, entry: _Entry) -> None:
         self.pop(key)
         self.entries[key] = entry
-        self.tokens += len(entry.ids)
+
+    def detach(self, key) -> _Entry | None:
+        """Take an entry out of the map without releasing its branch (the caller releases it when done with it)."""
+        return self.entries.pop(key, None)
 
     def pop(self, key) -> bool:
         entry = self.entries.pop(key, None)
         if entry is not None:
-            self.tokens -= len(entry.ids)
+            self.manager.release(entry.branch)
         return entry is not None
 
     def evict(self, max_tokens: int) -> None:
-        while self.tokens > max_tokens and self.entries:
+        while self.entries and self.tokens > max_tokens:
+            self.pop(next(iter(self.entries)))
+
+    def clear(self) -> None:
+        while self.entries:
             self.pop(next(iter(self.entries)))
 
     def check_invariants(self) -> None:
-        assert self.tokens == sum(len(e.ids) for e in self.entries.values()), "cached token count drifted"
+        self.manager.check_invariants()
+        assert self.manager.stats().branches == len(self.entries), \
+            f"the manager holds {self.manager.stats().branches} branches for {len(self.entries)} entries: a branch leaked"
         for (_question, steps), e in self.entries.items():
             assert len(e.scores) == (0 if steps is None else len(steps)), f"entry {steps!r} has {len(e.scores)} scores"
-            for k, v in e.kv:
-                assert k.shape[0] == 1 and k.shape[2] == len(e.ids) and v.shape == k.shape, "KV length differs from ids"
+            assert e.branch.alive and tuple(e.branch.token_ids) == e.ids, f"entry {steps!r}: its branch does not hold its ids"
 
 
 @dataclass
 class _Row:
-    """One candidate to compute in this call: its ids, scored positions, and the cached entry it starts from."""
+    """One candidate to compute in this call: its ids, scored positions, the cached entry it starts from, its branch."""
 
     key: tuple
     ids: tuple[int, ...]
@@ -143,6 +179,18 @@ class _Row:
     shared: int                       # leading tokens that depend only on the question
     base: _Entry | None = None
     scores: list[float] = field(default_factory=list)
+    branch: Branch | None = None      # set by _grow: pins the row's ids
+
+
+@dataclass
+class _Segment:
+    """Tokens ``ids[start:end]`` that every row in ``rows`` shares, run once on top of ``parent`` (depths start..end-1)."""
+
+    parent: Branch
+    start: int
+    end: int
+    rows: list[_Row]
+    branch: Branch | None = None      # the parent forked and extended by the segment
 
 
 # ─── model PRMs ────────────────────────────────────────────────────────────────────────────────────────────────
@@ -151,10 +199,12 @@ class _Row:
 class ModelPRM(PRM):
     """A PRM that runs a model under one of the protocols in ``prm_protocols`` (rlhflow, math-shepherd, qwen-prm).
 
-    ``model`` is a causal LM for ``lm`` protocols or a model with a 2-way per-token head for ``qwen-prm``.
-    ``batch_size`` rows run per forward; ``max_cache_tokens`` bounds the cached KV (in tokens, LRU). Refuses an
-    unknown protocol, tokenizers without the protocol's tokens, and a causal-LM protocol on a model without an
-    output embedding.
+    ``model`` is a causal LM for ``lm`` protocols or a model with a 2-way per-token head for ``qwen-prm``; its
+    KV lives in a :class:`~engine.kv_cache.KVCacheManager` over the decoder body (lm) or the whole classifier.
+    ``batch_size`` rows run per forward; ``max_cache_tokens`` bounds the distinct tokens the manager keeps
+    between calls (LRU entries out first; 0 keeps nothing). Refuses an unknown protocol, tokenizers without the
+    protocol's tokens, a causal-LM protocol on a model without an output embedding, a model whose forward takes
+    no cache, and an architecture the manager refuses (``engine.kv_cache.support``).
     """
 
     def __init__(self, model, tokenizer, protocol: str, *, batch_size: int = 8, max_cache_tokens: int = 32768):
@@ -167,12 +217,10 @@ class ModelPRM(PRM):
         self.name = self.protocol.name
         self.model, self.tokenizer = model.eval(), tokenizer
         self.batch_size, self.max_cache_tokens = batch_size, max_cache_tokens
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.reused_tokens = 0        # tokens served from cached KV instead of being run again
-        self._cache = _PrefixCache()
+        self.reused_tokens = 0        # tokens of scored candidates served from stored KV instead of being run
         # lm protocols run the decoder body and apply two rows of the head themselves; qwen-prm runs the whole model.
         self._body = model.base_model if self.protocol.head == "lm" else model
-        self._cache_arg = require_cache_argument(self._body)
+        require_cache_argument(self._body)
         if self.protocol.head == "lm":
             head = model.get_output_embeddings()
             if head is None or not hasattr(head, "weight"):
@@ -182,23 +230,33 @@ class ModelPRM(PRM):
             bias = getattr(head, "bias", None)
             self._label_bias = None if bias is None else bias.detach()[ids]
             self._softcap = getattr(model.config, "final_logit_softcapping", None)
+        self._mgr = KVCacheManager(self._body)
+        self._cache = _Entries(self._mgr)
 
     @property
     def device(self) -> torch.device:
+        """Where the model's parameters live."""
         return next(self.model.parameters()).device
 
     @property
     def cached_tokens(self) -> int:
-        """Tokens whose KV the cache holds now."""
+        """Distinct tokens whose KV the manager holds now (a prefix shared by many entries counts once)."""
         return self._cache.tokens
 
+    def kv_stats(self):
+        """The manager's :class:`~engine.kv_cache.KVStats` (``memory_bytes``: KV bytes held now)."""
+        return self._mgr.stats()
+
     def check_invariants(self) -> None:
-        """Assert the cache's bookkeeping is consistent and within ``max_cache_tokens``."""
+        """Assert the entries, their branches and the manager agree, and the cache is within ``max_cache_tokens``."""
         self._cache.check_invariants()
         assert self._cache.tokens <= self.max_cache_tokens, "cache over its token bound"
 
     def release(self, question, steps_prefix=None):
-        """Drop the cached entry of ``steps_prefix`` (or every entry of ``question``, root included); returns entries dropped."""
+        """Drop the cached entry of ``steps_prefix`` (or every entry of ``question``, root included); returns entries dropped.
+
+        Tokens another entry still shares stay stored; the rest go back to the manager.
+        """
         if steps_prefix is None:
             keys = [k for k in self._cache.entries if k[0] == question]
         else:
@@ -207,7 +265,7 @@ class ModelPRM(PRM):
 
     def clear(self):
         """Drop every cached prefix (``forward_tokens`` keeps counting)."""
-        self._cache = _PrefixCache()
+        self._cache.clear()
 
     # 1. plan: tokenise, find the longest cached prefix
     def _tokenize(self, question: str, steps: tuple[str, ...]) -> tuple[tuple[int, ...], list[int], int]:
@@ -241,8 +299,12 @@ class ModelPRM(PRM):
                 break
         return row
 
-    def _attach_root(self, question: str, fresh: list[_Row]) -> None:
-        """Start candidates with no cached step prefix from the question's root entry, computing it once if needed."""
+    def _attach_root(self, question: str, fresh: list[_Row]) -> _Entry | None:
+        """Start candidates with no cached step prefix from the question's root entry, prefilling it once if needed.
+
+        Returns the previous root when a new one replaced it: rows of this call may still fork from it, so the
+        caller releases it after ``_grow``.
+        """
         root = self._cache.get((question, None))
         usable = lambda e, r: len(e.ids) <= r.shared and r.ids[: len(e.ids)] == e.ids  # noqa: E731
         rest = []
@@ -252,81 +314,83 @@ class ModelPRM(PRM):
             else:
                 rest.append(r)
         if not rest:
-            return
-        length = min(r.shared for r in rest)
-        first = rest[0].ids
+            return None
+        first, common = rest[0].ids, min(len(r.ids) for r in rest)
         for r in rest[1:]:
-            length = next((t for t in range(length) if r.ids[t] != first[t]), length)
+            common = next((t for t in range(common) if r.ids[t] != first[t]), common)
+        # The root is question-only (reusable by any first step); failing that, anything before the first scored token.
+        length = min(common, min(r.shared for r in rest)) or min(common, min(r.positions[0] for r in rest))
         if length < 1:
-            return
-        root = _Entry(ids=first[:length], kv=[], scores=())
-        self._run([_Row(key=(question, None), ids=root.ids, positions=[], shared=0)], store=False, into=root)
+            raise TTScaleError(f"PRM protocol {self.name}: these candidates share no token before their first scored token, "
+                               "so they have no prefix to start from; check the question renders to some text before the steps")
+        stale = self._cache.detach((question, None))
+        root = _Entry(ids=first[:length], branch=self._mgr.prefill(list(first[:length])), scores=())
         self._cache.put((question, None), root)
         for r in rest:
             r.base = root
+        return stale
 
-    # 2. run: batched forward of the new tokens on top of each row's cached prefix
-    def _run(self, rows: list[_Row], store: bool = True, into: _Entry | None = None) -> None:
-        rows = sorted(rows, key=lambda r: len(r.ids), reverse=True)
-        for at in range(0, len(rows), self.batch_size):
-            self._forward_chunk(rows[at : at + self.batch_size], store, into)
+    # 2. grow: every row from its base, each distinct run of tokens computed once
+    def _grow(self, rows: list[_Row]) -> None:
+        """Extend each row's base to the row's ids, as a radix tree: rows that share tokens share one segment.
 
-    def _forward_chunk(self, chunk: list[_Row], store: bool, into: _Entry | None) -> None:
-        # Row i:  [ left pad | cached prefix (p_i) | new tokens (n_i) | right pad ];  P = max p_i, N = max n_i
-        dev = self.device
-        past = [len(r.base.ids) if r.base is not None else 0 for r in chunk]
-        new = [r.ids[p:] for r, p in zip(chunk, past)]
-        B, P, N = len(chunk), max(past), max(len(n) for n in new)
-        input_ids = torch.full((B, N), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((B, P + N), dtype=torch.long)
-        for i, (p, n) in enumerate(zip(past, new)):
-            input_ids[i, : len(n)] = torch.tensor(n, dtype=torch.long)
-            mask[i, P - p : P + len(n)] = 1
-        position_ids = torch.tensor(past, dtype=torch.long)[:, None] + torch.arange(N)[None, :]   # (B, N)
-        cache = self._batch_cache(chunk, past, P)
-        kwargs = dict(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev),
-                      use_cache=True, **{self._cache_arg: cache})
-        with torch.inference_mode():
-            out = self._body(**kwargs)
-            outputs = out.last_hidden_state if self.protocol.head == "lm" else out.logits        # (B, N, H) or (B, N, 2)
-            returned = returned_cache(out)   # models update the passed cache in place; most also return it
-            if returned is not None:
-                cache = returned
-            rows_idx, cols_idx = [], []
-            for i, (r, p) in enumerate(zip(chunk, past)):
-                for q in r.positions[len(r.scores):]:
-                    rows_idx.append(i)
-                    cols_idx.append(q - p)
-            probs = self._probs(outputs[rows_idx, cols_idx]).tolist() if rows_idx else []
-        self.forward_tokens += sum(len(n) for n in new)
-        self.reused_tokens += sum(past)
-        layers = [(layer.keys, layer.values) for layer in cache.layers]
-        for i, (r, p) in enumerate(zip(chunk, past)):
-            take = len(r.positions) - len(r.scores)
-            r.scores, probs = r.scores + probs[:take], probs[take:]
-            kv = [(k[i : i + 1, :, P - p : P + len(new[i])].clone(), v[i : i + 1, :, P - p : P + len(new[i])].clone()) for k, v in layers]
-            if into is not None:
-                into.kv = kv
-            if store and self.max_cache_tokens > 0:
-                self._cache.put(r.key, _Entry(ids=r.ids, kv=kv, scores=tuple(r.scores)))
+            base [ ... ]  rows a = base+xyzP, b = base+xyzQR, c = base+W
+            wave 1:  [x y z]  (a, b)     [W] (c)        forks of base, one batched extend
+            wave 2:  [P] (a)  [Q R] (b)                  forks of [x y z], which is then released
 
-    def _batch_cache(self, chunk: list[_Row], past: list[int], P: int):
-        """A DynamicCache holding each row's cached prefix, left-padded to ``P`` (padding is masked out)."""
-        from transformers import DynamicCache
+        Scores are appended to each row in depth order; on failure every branch this call made is released.
+        """
+        groups: dict[int, tuple[_Entry, list[_Row]]] = {}
+        for r in rows:
+            groups.setdefault(id(r.base), (r.base, []))[1].append(r)
+        wave = [(base.branch, len(base.ids), group, False) for base, group in groups.values()]  # (parent, depth, rows, temporary)
+        temps: list[Branch] = []        # segment branches this call made; released once their children pin the tokens
+        try:
+            while wave:
+                segments = []
+                for parent, start, group, _ in wave:
+                    by_next: dict[int, list[_Row]] = {}
+                    for r in group:
+                        by_next.setdefault(r.ids[start], []).append(r)
+                    for same in by_next.values():
+                        end = min(len(r.ids) for r in same)
+                        end = next((t for t in range(start + 1, end) if any(r.ids[t] != same[0].ids[t] for r in same)), end)
+                        segments.append(_Segment(parent, start, end, same))
+                self._run(segments, temps)
+                self._mgr.release([parent for parent, _, _, temporary in wave if temporary])  # forked: children pin it now
+                wave = []
+                for seg in segments:
+                    rest = [r for r in seg.rows if len(r.ids) > seg.end]
+                    for r in seg.rows:
+                        if len(r.ids) == seg.end:
+                            r.branch = self._mgr.fork(seg.branch, 1)[0]
+                    if rest:
+                        wave.append((seg.branch, seg.end, rest, True))
+                    else:
+                        self._mgr.release(seg.branch)
+                temps = [b for b in temps if b.alive]
+        except BaseException:
+            self._mgr.release([b for b in temps + [r.branch for r in rows if r.branch is not None] if b.alive])
+            for r in rows:
+                r.branch = None
+            raise
 
-        if P == 0:
-            return DynamicCache()
-        donor = next(r.base for r in chunk if r.base is not None)
-        data = []
-        for layer, (k0, v0) in enumerate(donor.kv):
-            K = k0.new_zeros((len(chunk), k0.shape[1], P, k0.shape[3]))                            # (B, H, P, D)
-            V = v0.new_zeros((len(chunk), v0.shape[1], P, v0.shape[3]))
-            for i, (r, p) in enumerate(zip(chunk, past)):
-                if p:
-                    K[i, :, P - p :] = r.base.kv[layer][0][0]
-                    V[i, :, P - p :] = r.base.kv[layer][1][0]
-            data.append((K, V))
-        return DynamicCache(ddp_cache_data=data)
+    def _run(self, segments: list[_Segment], temps: list[Branch]) -> None:
+        """Fork each segment's parent and run the segment's tokens, ``batch_size`` segments per ``extend``; score rows."""
+        order = sorted(segments, key=lambda s: s.end - s.start, reverse=True)
+        for at in range(0, len(order), self.batch_size):
+            chunk = order[at : at + self.batch_size]
+            kids = [self._mgr.fork(s.parent, 1)[0] for s in chunk]
+            temps.extend(kids)
+            need = [sorted({p for r in s.rows for p in r.positions if s.start <= p < s.end}) for s in chunk]
+            outs = self._mgr.extend(kids, [list(s.rows[0].ids[s.start : s.end]) for s in chunk], need)  # (len(need[i]), H or 2)
+            for s, kid, ps, out in zip(chunk, kids, need, outs):
+                s.branch = kid
+                if not ps:
+                    continue
+                by_depth = dict(zip(ps, self._probs(out).tolist()))
+                for r in s.rows:
+                    r.scores += [by_depth[p] for p in r.positions if s.start <= p < s.end]
 
     def _probs(self, selected: torch.Tensor) -> torch.Tensor:
         """(M, H) hidden states or (M, 2) head logits at scored tokens -> (M,) step scores in [0, 1]."""
@@ -344,7 +408,8 @@ class ModelPRM(PRM):
         """Scores for every step of every candidate (same order), computing only tokens no cached prefix covers.
 
         Each step is stripped of surrounding whitespace and of the protocol's tags. Identical candidates in one
-        call are computed once. Refuses malformed candidates and text whose scored tokens cannot be located.
+        call are computed once, and so are the tokens candidates share. Refuses malformed candidates and text
+        whose scored tokens cannot be located.
         """
         _check_candidates(question, candidates)
         out: list[list[float] | None] = [None] * len(candidates)
@@ -359,9 +424,19 @@ class ModelPRM(PRM):
             if clean not in todo:
                 todo[clean] = self._plan(question, clean)
             owners.append((i, clean))
-        if self.max_cache_tokens > 0:
-            self._attach_root(question, [r for r in todo.values() if r.base is None])
-        self._run(list(todo.values()))
+        if todo:
+            rows, computed = list(todo.values()), self._mgr.stats().tokens_computed
+            stale = self._attach_root(question, [r for r in rows if r.base is None])
+            try:
+                self._grow(rows)
+            finally:
+                if stale is not None:
+                    self._mgr.release(stale.branch)
+            for r in rows:
+                self._cache.put(r.key, _Entry(ids=r.ids, branch=r.branch, scores=tuple(r.scores)))
+            ran = self._mgr.stats().tokens_computed - computed
+            self.forward_tokens += ran
+            self.reused_tokens += sum(len(r.ids) for r in rows) - ran
         for i, clean in owners:
             out[i] = list(todo[clean].scores)
         self._cache.evict(self.max_cache_tokens)
