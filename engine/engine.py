@@ -5,9 +5,9 @@
     results[0].thinking, results[0].answer, results[0].waits_injected, results[0].finish_reason
 
 Each batch is one ``model.generate`` call: phases, budgets and injections live in
-:class:`engine.logits.budget.BudgetForcingProcessor` (one :class:`engine.logits.budget_state.BudgetMachine` per row); nothing is re-prefilled.
-Every prompt may have its own budget (``generate(prompts, [budget_a, budget_b, ...])``); rows with different
-budgets share a batch.
+:class:`engine.logits.budget.BudgetForcingProcessor` (one :class:`engine.logits.budget_state.BudgetMachine` per
+row); nothing is re-prefilled. Every prompt may have its own budget (``generate(prompts, [budget_a, budget_b])``);
+rows with different budgets share a batch.
 """
 
 from __future__ import annotations
