@@ -5,7 +5,9 @@
     results[0].thinking, results[0].answer, results[0].waits_injected, results[0].finish_reason
 
 Each batch is one ``model.generate`` call: phases, budgets and injections live in
-:class:`engine.logits.budget.BudgetForcingProcessor`; nothing is re-prefilled.
+:class:`engine.logits.budget.BudgetForcingProcessor` (one :class:`engine.logits.budget_state.BudgetMachine` per
+row); nothing is re-prefilled. Every prompt may have its own budget (``generate(prompts, [budget_a, budget_b])``);
+rows with different budgets share a batch.
 """
 
 from __future__ import annotations
@@ -92,28 +94,36 @@ class ThinkingEngine:
         answer = budget.max_answer_tokens or DEFAULT_ANSWER_ALLOWANCE
         return thinking + len(tokens.cap) + len(tokens.answer_prefix) + answer + 1
 
-    def generate(self, prompts: list[str], budget: BudgetConfig | None = None, sampling: SamplingConfig | None = None,
-                 batch_size: int = 8, max_new_tokens: int | None = None, trace: bool = False, trace_top_k: int = 5,
-                 progress: bool = False, **generate_kwargs) -> list[GenerationResult]:
+    def generate(self, prompts: list[str], budget: BudgetConfig | list[BudgetConfig] | None = None,
+                 sampling: SamplingConfig | None = None, batch_size: int = 8, max_new_tokens: int | None = None,
+                 trace: bool = False, trace_top_k: int = 5, progress: bool = False,
+                 **generate_kwargs) -> list[GenerationResult]:
         """Generate for every prompt, ``batch_size`` at a time, each batch in one ``generate`` call.
 
+        ``budget`` is one :class:`BudgetConfig` for every prompt or a list with one per prompt (None items: no
+        budget); rows of one batch may mix budgets, and a batch runs to the largest of its rows' token caps.
         ``generate_kwargs`` go to ``model.generate`` (e.g. ``repetition_penalty``); they must not set sampling
-        or stopping, which the engine owns. Refuses an empty list, an empty prompt, ``batch_size < 1`` and a
-        ``max_new_tokens`` below 1.
+        or stopping, which the engine owns. Refuses an empty list, an empty prompt, a budget list whose length is
+        not the number of prompts (or with items that are not budgets), ``batch_size < 1`` and a
+        ``max_new_tokens`` below 1, all before any work.
         """
-        budget = budget or BudgetConfig()
         sampling = sampling or SamplingConfig()
         if isinstance(prompts, str):
             prompts = [prompts]
         if not prompts:
             raise TTScaleError("no prompts given; pass at least one prompt")
+        budgets = self._budgets(budget, len(prompts))
         if batch_size < 1:
             raise TTScaleError(f"--batch-size must be >= 1, got {batch_size}")
         if max_new_tokens is not None and max_new_tokens < 1:
             raise TTScaleError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
         texts = [self.render(p) for p in prompts]  # validates every prompt before any work
-        tokens = self.budget_tokens(budget)
-        cap = max_new_tokens or self.max_new_tokens(budget, tokens)
+        built: dict[BudgetConfig, BudgetTokens] = {}
+        for b in budgets:  # validates every budget's strings before any work; equal budgets are encoded once
+            if b not in built:
+                built[b] = self.budget_tokens(b)
+        tokens = [built[b] for b in budgets]
+        caps = [max_new_tokens or self.max_new_tokens(b, t) for b, t in zip(budgets, tokens)]
         batches = range(0, len(texts), batch_size)
         if progress and len(batches) > 1:
             from tqdm.auto import tqdm
@@ -121,17 +131,33 @@ class ThinkingEngine:
             batches = tqdm(batches, desc="generate", unit="batch")
         results: list[GenerationResult] = []
         for start in batches:
+            part = slice(start, start + batch_size)
             seed = None if sampling.seed is None else sampling.seed + start
-            results += self._generate_batch(prompts[start:start + batch_size], texts[start:start + batch_size], budget,
-                                            sampling, tokens, cap, seed, trace, trace_top_k, start, generate_kwargs)
+            results += self._generate_batch(prompts[part], texts[part], budgets[part], sampling, tokens[part],
+                                            max(caps[part]), seed, trace, trace_top_k, start, generate_kwargs)
         return results
 
+    @staticmethod
+    def _budgets(budget, n: int) -> list[BudgetConfig]:
+        """One :class:`BudgetConfig` per prompt; refuses a list of the wrong length or with other items."""
+        if budget is None or isinstance(budget, BudgetConfig):
+            return [budget or BudgetConfig()] * n
+        if not isinstance(budget, (list, tuple)):
+            raise TTScaleError(f"budget must be a BudgetConfig or a list with one per prompt, got {type(budget).__name__}")
+        if len(budget) != n:
+            raise TTScaleError(f"budget lists {len(budget)} budgets for {n} prompts; pass one per prompt "
+                               "(in prompt order), or a single BudgetConfig for all")
+        for i, b in enumerate(budget):
+            if b is not None and not isinstance(b, BudgetConfig):
+                raise TTScaleError(f"budget[{i}] must be a BudgetConfig (or None for no budget), got {type(b).__name__}")
+        return [b or BudgetConfig() for b in budget]
+
     @torch.inference_mode()
-    def _generate_batch(self, prompts, texts, budget, sampling, tokens, cap, seed, trace, trace_top_k, offset, kwargs):
+    def _generate_batch(self, prompts, texts, budgets, sampling, tokens, cap, seed, trace, trace_top_k, offset, kwargs):
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=self.style.add_special_tokens)
         device = next(self.model.parameters()).device
         ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
-        proc = BudgetForcingProcessor(tokens, budget, greedy=sampling.greedy, seed=seed,
+        proc = BudgetForcingProcessor(tokens, budgets, greedy=sampling.greedy, seed=seed,
                                       trace_top_k=trace_top_k if trace else 0)
         if seed is not None:
             torch.manual_seed(seed)
@@ -139,7 +165,7 @@ class ThinkingEngine:
         out = self.model.generate(
             input_ids=ids, attention_mask=mask, max_new_tokens=cap,
             logits_processor=LogitsProcessorList(sampling.warpers() + [proc]),
-            eos_token_id=list(tokens.end_ids), pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=list(tokens[0].end_ids), pad_token_id=self.tokenizer.pad_token_id,
             **sampling.generate_kwargs(), **kwargs,
         )
         wall = time.perf_counter() - t0
@@ -158,12 +184,12 @@ class ThinkingEngine:
                 prompt_tokens=int(mask[row].sum()), wall_s=wall,
             )
             if trace:
-                res.trace = self._trace_records(offset + row, row, st, proc, texts[row], budget, sampling, res)
+                res.trace = self._trace_records(offset + row, row, st, proc, texts[row], budgets[row], sampling, res)
             results.append(res)
         return results
 
     def _trace_records(self, index, row, st, proc, text, budget, sampling, res) -> list[dict]:
-        """One header record, then one record per generated token (see engine/trace.py for the format)."""
+        """One header record (with this row's own budget), then one record per generated token (see engine/trace.py)."""
         tok = self.tokenizer
         head = {"type": "generation", "prompt_index": index, "prompt": res.prompt, "rendered_prompt": text,
                 "format": asdict(self.format), "template": self.style.kind, "budget": asdict(budget),

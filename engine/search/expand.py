@@ -1,6 +1,7 @@
 """Expansion: extend many branches by whole steps in one decode loop over the prefix-sharing KV cache.
 
-Every row is one branch of :class:`engine.kv_cache.KVCacheManager` (any problem, any depth). Each iteration:
+Every row is one branch of :class:`engine.kv_cache.KVCacheManager` (any problem, any depth). Each iteration is one
+call of :meth:`Expander.step` (``expand`` loops over it; a scheduler may call it directly and add rows between calls):
 
     1. choose   logits of every active row (B, V) -> warpers (sampled rows) -> budget forcing (rows that have it)
                 -> argmax (greedy rows) or one multinomial draw per row from a shared torch.Generator
@@ -27,7 +28,8 @@ from dataclasses import dataclass, field
 import torch
 
 from engine.kv_cache import Branch, KVCacheManager
-from engine.logits.budget import BudgetConfig, BudgetForcingProcessor, BudgetTokens, RowState
+from engine.logits.budget import (BudgetConfig, BudgetMachine, BudgetTokens, RowState, apply_actions,
+                                  end_checks)
 from engine.logits.sampling import SamplingConfig
 
 DELIMITER, CAP, STOP, LENGTH = "delimiter", "cap", "stop", "length"
@@ -48,53 +50,69 @@ class Step:
 
 
 class BranchBudget:
-    """Budget forcing for one branch: a :class:`BudgetForcingProcessor` driven one row at a time, forked with it.
+    """Budget forcing for one branch: a :class:`BudgetMachine` plus the one-row tensor work, forked with the branch.
 
-    Search branches are forked and pruned between tokens, so each branch carries its own one-row processor; a fork
-    copies the row state (thinking count, queued forced tokens) and shares the random generator. Call it with the
-    branch's (1, V) warped scores before choosing, then :meth:`chose` with the chosen token. Refuses nothing itself:
-    :class:`BudgetConfig` and :class:`BudgetTokens` validate the budget and its strings.
+    Search branches are forked and pruned between tokens, so each branch carries its own machine; a fork copies
+    the row state (thinking count, queued forced tokens). Sampled branches decide end attempts with a
+    ``torch.Generator`` created (from ``seed``) at the branch's first call and shared by everything forked from it
+    afterwards. Call it with the branch's (1, V) warped scores before choosing, then :meth:`chose` with the chosen
+    token. Refuses nothing itself: :class:`BudgetConfig` and :class:`BudgetTokens` validate the budget and its strings.
     """
 
     def __init__(self, tokens: BudgetTokens, budget: BudgetConfig, greedy: bool, seed: int | None):
-        self.proc = BudgetForcingProcessor(tokens, budget, greedy=greedy, seed=seed)
-        self._last: int | None = None   # chosen at the last call, observed by the processor at the next one
+        self.machine = BudgetMachine(budget, tokens)
+        self.greedy, self.seed = greedy, seed
+        self._end_index: torch.Tensor | None = None  # (E,) end-token ids; set at the first call
+        self._gen: torch.Generator | None = None
+        self._last: int | None = None   # chosen at the last call, observed by the machine at the next one
 
     def __call__(self, scores: torch.Tensor) -> torch.Tensor:
         """(1, V) scores -> (1, V) scores with this branch's forced token or blocked endings applied."""
-        last = torch.tensor([[0 if self._last is None else self._last]], device=scores.device)  # (1, 1); only read after a first call
-        return self.proc(last, scores)
+        if self._end_index is None:
+            self._end_index = torch.tensor(list(self.machine.tokens.end_set), device=scores.device)
+            if not self.greedy:
+                self._gen = torch.Generator(device=scores.device)
+                self._gen.manual_seed(self.seed if self.seed is not None else int(torch.randint(0, 2**62, (1,))))
+        elif self._last is not None:
+            self.machine.observe(self._last)
+        check = None
+        if self.machine.needs_end_check():
+            lse = None if self.greedy else torch.logsumexp(scores.float(), dim=-1)  # (1,)
+            [check] = end_checks(scores, lse, self._end_index, self.greedy, self._gen)
+        return apply_actions(scores, [self.machine.decide(check)], self._end_index)
 
     def chose(self, token: int) -> None:
-        """Record the token the branch got, for the processor to observe at its next call."""
+        """Record the token the branch got, for the machine to observe at the next call."""
         self._last = token
 
     def fork(self, seed: int | None = None, greedy: bool = False) -> BranchBudget:
         """A copy that continues independently. ``seed`` seeds a copy that has not run yet (so siblings forked from
         a fresh root draw differently); ``greedy=True`` makes it decide end attempts by argmax (lookahead rows)."""
         new = copy.copy(self)
-        new.proc = copy.copy(self.proc)
-        new.proc.states = copy.deepcopy(self.proc.states)
-        if seed is not None and self.proc.states is None:
-            new.proc.seed = seed
+        new.machine = self.machine.fork()
+        if seed is not None and self._end_index is None:
+            new.seed = seed
         if greedy:
-            new.proc.greedy = True
+            new.greedy = True
         return new
 
     def state(self) -> RowState | None:
         """The row state after observing the last token (finish reason ``length`` if it has not ended); None if unused."""
-        probe = self.fork()
-        states = probe.proc.finish_last(None if self._last is None else torch.tensor([self._last]))
-        return states[0] if states else None
+        if self._end_index is None:
+            return None
+        probe = self.machine.fork()
+        if self._last is not None:
+            probe.observe(self._last)
+        return probe.finish()
 
 
 @dataclass
 class Row:
-    """One branch to extend in :meth:`Expander.expand`.
+    """One branch to extend in :meth:`Expander.expand` (or token by token with :meth:`Expander.step`).
 
     ``depth``: steps the branch already has. ``steps_wanted``: steps to generate now (None: until it ends).
     ``greedy``: argmax instead of sampling. ``tag``: the caller's bookkeeping. Filled in by ``expand``: ``steps``
-    and ``computed`` (tokens this row ran through the model).
+    and ``computed`` (tokens this row ran through the model). ``budget``: the branch's own budget forcing, if any.
     """
 
     branch: Branch
@@ -136,33 +154,48 @@ class Expander:
                                      clean_up_tokenization_spaces=False)
 
     def expand(self, rows: list[Row], on_token: Callable[[int], None] | None = None) -> None:
-        """Generate until every row is done; fills ``row.steps`` and ``row.computed``. ``on_token(k)`` after each
-        iteration that chose k tokens (for a progress bar)."""
+        """Generate until every row is done (a loop over :meth:`step`); fills ``row.steps`` and ``row.computed``.
+        ``on_token(k)`` after each iteration that chose k tokens (for a progress bar)."""
         active = [r for r in rows if not r.done]
         while active:
-            logits = torch.stack([r.branch.logits for r in active])  # (B, V)
-            chosen = self._choose(active, logits)
-            go_on, feed, still = [], [], []
-            for r, t in zip(active, chosen):
-                r._current.append(t)
-                if r.budget is not None:
-                    r.budget.chose(t)
-                end = self._cut(r, t)
-                if end is not None:
-                    r.steps.append(Step(r._current, self.text(r._current), end))
-                    r._current = []
-                if end not in (STOP, LENGTH):
-                    go_on.append(r)
-                    feed.append(t)
-                if not r.done:
-                    still.append(r)
-            if go_on:
-                self.manager.decode([r.branch for r in go_on], feed)
-                for r in go_on:
-                    r.computed += 1
+            n = len(active)
+            active = self.step(active)
             if on_token is not None:
-                on_token(len(active))
-            active = still
+                on_token(n)
+
+    def step(self, rows: list[Row]) -> list[Row]:
+        """Advance every row that is not done by exactly one token and return the rows still not done, in order.
+
+        One iteration of the loop in the module docstring: choose a token per row, cut the rows' steps, then one
+        batched ``manager.decode`` for the rows whose branch goes on. An outside scheduler may call it repeatedly
+        and add rows between calls (a new row only needs a live branch whose ``logits`` are current, e.g. from
+        ``manager.prefill`` or ``manager.fork``); rows are independent, so greedy rows get the same tokens whatever
+        else shares the step. Refuses (through the manager) dead branches and a branch listed twice.
+        """
+        active = [r for r in rows if not r.done]
+        if not active:
+            return []
+        logits = torch.stack([r.branch.logits for r in active])  # (B, V)
+        chosen = self._choose(active, logits)
+        go_on, feed, still = [], [], []
+        for r, t in zip(active, chosen):
+            r._current.append(t)
+            if r.budget is not None:
+                r.budget.chose(t)
+            end = self._cut(r, t)
+            if end is not None:
+                r.steps.append(Step(r._current, self.text(r._current), end))
+                r._current = []
+            if end not in (STOP, LENGTH):
+                go_on.append(r)
+                feed.append(t)
+            if not r.done:
+                still.append(r)
+        if go_on:
+            self.manager.decode([r.branch for r in go_on], feed)
+            for r in go_on:
+                r.computed += 1
+        return still
 
     def _cut(self, row: Row, token: int) -> str | None:
         """Why the row's current step ends at ``token``, or None when it goes on."""
