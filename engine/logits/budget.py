@@ -26,8 +26,20 @@ import torch
 from transformers import LogitsProcessor
 
 from engine.errors import TTScaleError
-from engine.logits.budget_state import (ANSWER, BLOCK_END, DONE, NOTHING, THINKING, Action, BudgetConfig, BudgetMachine,
-                                        BudgetTokens, EndCheck, Forced, RowState)
+from engine.logits.budget_state import (
+    ANSWER,
+    BLOCK_END,
+    DONE,
+    NOTHING,
+    THINKING,
+    Action,
+    BudgetConfig,
+    BudgetMachine,
+    BudgetTokens,
+    EndCheck,
+    Forced,
+    RowState,
+)
 
 __all__ = ["ANSWER", "BLOCK_END", "DONE", "NOTHING", "THINKING", "Action", "BudgetConfig", "BudgetForcingProcessor",
            "BudgetMachine", "BudgetTokens", "EndCheck", "Forced", "RowState", "apply_actions", "end_checks"]

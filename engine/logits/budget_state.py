@@ -30,7 +30,7 @@ import copy
 from collections import deque
 from dataclasses import dataclass, field
 
-from engine.errors import TTScaleError
+from engine.errors import ConfigError, TTScaleError
 from engine.formats import ThinkingFormat, encode_text, end_of_turn_ids
 
 THINKING, ANSWER, DONE = "thinking", "answer", "done"
@@ -49,31 +49,36 @@ class BudgetConfig:
     delimiter so an answer follows (what s1's evaluation does) instead of stopping without one.
     """
 
-    min_thinking_tokens: int = 0
-    max_thinking_tokens: int | None = None
-    num_ignore: int = 0
-    ignore_strs: tuple[str, ...] = ("Wait",)
-    max_answer_tokens: int | None = None
-    final_answer_str: str = "Final Answer:"
-    answer_on_end_of_turn: bool = True
+    min_thinking_tokens: int = field(default=0, metadata={"help": "replace attempts to end thinking below this many tokens"})
+    max_thinking_tokens: int | None = field(default=None, metadata={"help": "force the end of thinking at this many tokens"})
+    num_ignore: int = field(default=0, metadata={"help": "ignore the first K attempts to end thinking (s1 thinking_n_ignore)"})
+    ignore_strs: tuple[str, ...] = field(default=("Wait",), metadata={
+        "help": "continuation string; repeat the flag to rotate several", "flag": "--ignore-str", "action": "append"})
+    max_answer_tokens: int | None = field(default=None, metadata={"help": "cap on answer tokens"})
+    final_answer_str: str = field(default="Final Answer:", metadata={"help": "forced after the delimiter when the cap is hit"})
+    answer_on_end_of_turn: bool = field(default=True, metadata={
+        "help": "stop when the model ends its turn inside thinking, instead of forcing the delimiter so an answer follows",
+        "flag": "--no-answer-on-end-of-turn", "negate": True})
 
     def __post_init__(self):
         if isinstance(self.ignore_strs, str):
             object.__setattr__(self, "ignore_strs", (self.ignore_strs,))
         else:
             object.__setattr__(self, "ignore_strs", tuple(self.ignore_strs))
-        for name in ("min_thinking_tokens", "num_ignore"):
-            if getattr(self, name) < 0:
-                raise TTScaleError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        for name in ("max_thinking_tokens", "max_answer_tokens"):
+        for name, least, unset in (("min_thinking_tokens", 0, ""), ("num_ignore", 0, ""),
+                                   ("max_thinking_tokens", 1, " (or unset for no cap)"), ("max_answer_tokens", 1, " (or unset for no cap)")):
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise TTScaleError(f"--{name.replace('_', '-')} must be >= 1 (or unset for no cap), got {value}")
+            if value is None and unset:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ConfigError(f"`{name}` must be >= {least}{unset}, got {value!r}")
         if self.max_thinking_tokens is not None and self.min_thinking_tokens > self.max_thinking_tokens:
-            raise TTScaleError(f"--min-thinking-tokens ({self.min_thinking_tokens}) is larger than --max-thinking-tokens "
-                               f"({self.max_thinking_tokens}); make the minimum at most the maximum")
-        if not self.ignore_strs or any(not s for s in self.ignore_strs):
-            raise TTScaleError("--ignore-str must be a non-empty string (give it once per continuation to rotate)")
+            raise ConfigError(f"`min_thinking_tokens` ({self.min_thinking_tokens}) is larger than `max_thinking_tokens` "
+                              f"({self.max_thinking_tokens}); make the minimum at most the maximum")
+        if not self.ignore_strs or any(not isinstance(x, str) or not x for x in self.ignore_strs):
+            raise ConfigError("`ignore_strs` must be non-empty strings (give the flag once per continuation to rotate)")
+        if not isinstance(self.final_answer_str, str):
+            raise ConfigError(f"`final_answer_str` must be a string, got {self.final_answer_str!r}")
 
     @property
     def forces_thinking(self) -> bool:

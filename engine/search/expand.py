@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from engine.kv_cache import Branch, KVCacheManager
-from engine.logits.budget import (BudgetConfig, BudgetMachine, BudgetTokens, RowState, apply_actions,
-                                  end_checks)
+from engine.logits.budget import BudgetConfig, BudgetMachine, BudgetTokens, RowState, apply_actions, end_checks
 from engine.logits.sampling import SamplingConfig
 
 DELIMITER, CAP, STOP, LENGTH = "delimiter", "cap", "stop", "length"
