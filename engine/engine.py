@@ -16,12 +16,14 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
+from tqdm.auto import tqdm
 from transformers import LogitsProcessorList
 
 from engine.errors import TTScaleError
 from engine.formats import ThinkingFormat, build_prompt, get_format, prompt_style
 from engine.logits.budget import ANSWER, THINKING, BudgetConfig, BudgetForcingProcessor, BudgetTokens
 from engine.logits.sampling import SamplingConfig
+from engine.models import load_model
 
 DEFAULT_ANSWER_ALLOWANCE = 512
 DEFAULT_THINKING_ALLOWANCE = 1024
@@ -70,8 +72,6 @@ class ThinkingEngine:
     def from_pretrained(cls, spec: str = "smollm2-135m", format: str | ThinkingFormat = "s1", template: str = "auto",
                         system: str | None = None, **load_kwargs) -> "ThinkingEngine":
         """Load a model with :func:`engine.models.load_model` (same arguments) and wrap it."""
-        from engine.models import load_model
-
         lm = load_model(spec, **load_kwargs)
         return cls(lm.model, lm.tokenizer, format=format, template=template, system=system)
 
@@ -126,8 +126,6 @@ class ThinkingEngine:
         caps = [max_new_tokens or self.max_new_tokens(b, t) for b, t in zip(budgets, tokens)]
         batches = range(0, len(texts), batch_size)
         if progress and len(batches) > 1:
-            from tqdm.auto import tqdm
-
             batches = tqdm(batches, desc="generate", unit="batch")
         results: list[GenerationResult] = []
         for start in batches:

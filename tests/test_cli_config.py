@@ -62,7 +62,7 @@ def _args(name, argv):
 def test_config_file_sets_values_and_flags_win(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("max-thinking-tokens: 64\nmin_thinking_tokens: 8\nignore_str: [Wait, Hmm]\ntemperature: 0.5\n"
-                    "strategy: dvts\nn: 8\nbeam_width: 4\nprompt: [What is 2+2?]\n")
+                    "strategy: dvts\nn: 8\nbeam_width: 4\nprompt: [\"What is 2+2?\"]\n")
     c = search.SPEC.build(_args("search", ["--config", str(path), "--min-thinking-tokens", "16"]))
     b = c[BudgetConfig]
     assert (b.max_thinking_tokens, b.min_thinking_tokens, b.ignore_strs) == (64, 16, ("Wait", "Hmm"))
@@ -80,7 +80,7 @@ def test_config_file_sets_values_and_flags_win(tmp_path):
     ("json: 1\n", "json must be true or false, got 1"),
     ("temperature: [1, 2]\n", "temperature must be a number"),
     ("- a\n- b\n", "must be a mapping of settings"),
-    ("a: [\n", "not a readable YAML file"),
+    ("a: [\n", "not a readable YAML file (line 2: "),
     ("batch_size: null\n", "batch_size may not be empty"),
 ])
 def test_bad_config_files_are_one_sentence(tmp_path, capsys, text, message):

@@ -22,6 +22,9 @@ import argparse
 import sys
 
 from benchmarks.speed import harness
+from engine.engine import ThinkingEngine
+from engine.logits.budget import BudgetConfig
+from engine.logits.sampling import SamplingConfig
 
 QUESTIONS = [
     "How many r's are in the word strawberry?", "What is 12 times 13?", "Is 91 a prime number?",
@@ -35,8 +38,6 @@ QUESTIONS = [
 
 def run_ours(engine, prompts, budget) -> dict:
     """(b) One ``ThinkingEngine.generate`` call over all prompts; returns its token accounting and thinking texts."""
-    from engine.logits.sampling import SamplingConfig
-
     results = engine.generate(prompts, budget, SamplingConfig(), batch_size=len(prompts))
     steps = max(len(r.token_ids) for r in results)
     B, prompt_len = len(prompts), max(r.prompt_tokens for r in results)
@@ -142,9 +143,6 @@ def bench(model: str = "smollm2-135m", batch_sizes=(1, 16), num_ignore: int = 4,
 
     Refuses (``TTScaleError``) what :class:`BudgetConfig` and :func:`harness.run_interleaved` refuse.
     """
-    from engine.engine import ThinkingEngine
-    from engine.logits.budget import BudgetConfig
-
     harness.set_threads(threads)
     budget = BudgetConfig(num_ignore=num_ignore, max_thinking_tokens=max_thinking_tokens, max_answer_tokens=max_answer_tokens)
     engine = ThinkingEngine.from_pretrained(model, format="s1")

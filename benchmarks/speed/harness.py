@@ -33,6 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+import transformers
+
 from engine.errors import TTScaleError
 
 STATISTIC = "min"  # the figure quoted; the median is reported beside it
@@ -127,16 +130,11 @@ def timing_block(warmup: int, repeats: int) -> dict:
 
 def versions() -> dict:
     """Versions of torch, transformers and Python, as the envelope reports them."""
-    import torch
-    import transformers
-
     return {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()}
 
 
 def device_info(device) -> dict:
     """The envelope's ``device`` block: device type, torch's intra-op threads, the CPU, and the GPU name on CUDA."""
-    import torch
-
     info = {"type": str(device), "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
     if str(device).startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
@@ -185,6 +183,4 @@ def at_least(flag: str, value: int, minimum: int) -> None:
 def set_threads(threads: int | None) -> None:
     """Set torch's intra-op threads when ``threads`` is given; leave torch's default otherwise."""
     if threads:
-        import torch
-
         torch.set_num_threads(threads)

@@ -24,8 +24,13 @@ import sys
 import time
 
 import torch
+from transformers import DynamicCache
 
 from benchmarks.speed import harness
+from engine.errors import TTScaleError
+from engine.kv_cache.compat import cache_kwargs
+from engine.kv_cache.manager import KVCacheManager
+from engine.models import load_model
 
 
 def _sync(device: torch.device) -> None:
@@ -40,10 +45,6 @@ def run_dynamic(model, prompt: list[int], feed: torch.Tensor) -> dict:
     Returns phase times, the KV bytes the cache holds at the end, and the logits after the prompt (V,) and after
     the last step (N, V).
     """
-    from transformers import DynamicCache
-
-    from engine.kv_cache.compat import cache_kwargs
-
     n, steps = feed.shape
     device = next(model.parameters()).device
     feed = feed.to(device)
@@ -71,8 +72,6 @@ def run_tree(model, prompt: list[int], feed: torch.Tensor) -> dict:
     Returns phase times, the KV bytes the tree stores at the end (and the pool reserved), its token counts, and the
     logits after the prompt (V,) and after the last step (N, V). Every branch is released before it returns.
     """
-    from engine.kv_cache.manager import KVCacheManager
-
     n, steps = feed.shape
     device = next(model.parameters()).device
     mgr = KVCacheManager(model, self_check=False)
@@ -123,15 +122,11 @@ def bench(model="smollm2-135m", n: int = 16, prompt_len: int = 200, steps: int =
         harness.at_least(flag, value, 1)
     harness.set_threads(threads)
     if isinstance(model, str):
-        from engine.models import load_model
-
         name, lm = model, load_model(model).model
     else:
         name, lm = getattr(model.config, "_name_or_path", "") or type(model).__name__, model
     limit = getattr(lm.config, "max_position_embeddings", None)
     if limit is not None and prompt_len + steps > limit:
-        from engine.errors import TTScaleError
-
         raise TTScaleError(f"--prompt {prompt_len} plus --steps {steps} exceeds the model's {limit} positions; ask for fewer")
     prompt, feed = make_inputs(lm, n, prompt_len, steps, seed)
     t = harness.run_interleaved({"dynamic": lambda: run_dynamic(lm, prompt, feed), "tree": lambda: run_tree(lm, prompt, feed)},

@@ -25,10 +25,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
+from transformers import AutoTokenizer, DynamicCache, LlamaConfig, LlamaForCausalLM
 
 from benchmarks.speed.harness import at_least, device_info, envelope, finish
 from engine.errors import TTScaleError
 from engine.kv_cache.compat import require_cache_argument, returned_cache
+from engine.models import gguf_to_safetensors, resolve_model
 from engine.search.prm import PRM, ModelPRM, _check_candidates
 from engine.search.prm_protocols import Protocol, make_protocol
 
@@ -271,8 +273,6 @@ class BaselineModelPRM(PRM):
 
     def _batch_cache(self, chunk: list[_BaselineRow], past: list[int], P: int):
         """A DynamicCache holding each row's cached prefix, left-padded to ``P`` (padding is masked out)."""
-        from transformers import DynamicCache
-
         if P == 0:
             return DynamicCache()
         donor = next(r.base for r in chunk if r.base is not None)
@@ -332,8 +332,6 @@ class BaselineModelPRM(PRM):
 
 def tiny_llama(vocab_size: int, seed: int = 0):
     """A randomly initialised 2-layer Llama on the tokenizer's vocabulary, fp32, eval mode (as tests/conftest.py)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                       num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True, bos_token_id=1,
                       eos_token_id=2, pad_token_id=2, initializer_range=0.2)
@@ -343,10 +341,6 @@ def tiny_llama(vocab_size: int, seed: int = 0):
 
 def smollm2_tokenizer():
     """The real SmolLM2 tokenizer, from the embedded GGUF (converted once per machine)."""
-    from transformers import AutoTokenizer
-
-    from engine.models import gguf_to_safetensors, resolve_model
-
     return AutoTokenizer.from_pretrained(gguf_to_safetensors(resolve_model("smollm2-135m")[1]))
 
 

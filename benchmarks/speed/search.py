@@ -26,6 +26,11 @@ import time
 from dataclasses import replace
 
 from benchmarks.speed import harness
+from benchmarks.speed.search_baseline import ReprefillSearch
+from engine.errors import TTScaleError
+from engine.logits.sampling import SamplingConfig
+from engine.models import load_model
+from engine.search import ModelPRM, SearchConfig, Searcher
 
 QUESTIONS = [
     "What is 12 * 13?", "If x + 3 = 10, what is x?", "What is the sum of the first ten positive integers?",
@@ -51,8 +56,6 @@ class _ScoreTimer:
 
 def run_ours(model, tokenizer, config, sampling, questions) -> dict:
     """(a) One :class:`Searcher` run over all ``questions`` with a fresh PRM; returns its times and accounting."""
-    from engine.search import ModelPRM, Searcher
-
     prm = ModelPRM(model, tokenizer, "rlhflow")
     timer = _ScoreTimer(prm)
     searcher = Searcher(model, tokenizer, replace(config, batch_problems=len(questions)), prm=prm, sampling=sampling)
@@ -71,9 +74,6 @@ def run_ours(model, tokenizer, config, sampling, questions) -> dict:
 
 def run_baseline(model, tokenizer, config, sampling, questions) -> dict:
     """(b) The re-prefill baseline, one question at a time, with a PRM without cache; returns its times and accounting."""
-    from benchmarks.speed.search_baseline import ReprefillSearch
-    from engine.search import ModelPRM
-
     prm = ModelPRM(model, tokenizer, "rlhflow", max_cache_tokens=0)  # no prefix cache: whole prefixes re-scored
     timer = _ScoreTimer(prm)
     base = ReprefillSearch(model, tokenizer, config, prm, sampling)
@@ -109,10 +109,6 @@ def bench(model="smollm2-135m", strategies=("beam", "dvts"), ns=(4, 16), beam_wi
     ``model`` is a name :func:`engine.models.load_model` takes, or an already loaded :class:`LoadedModel`.
     Refuses (``TTScaleError``) what :class:`SearchConfig` and :func:`harness.run_interleaved` refuse.
     """
-    from engine.logits.sampling import SamplingConfig
-    from engine.models import load_model
-    from engine.search import SearchConfig
-
     configs = {f"{s}_n{n}": SearchConfig(s, n=n, beam_width=beam_width, max_steps=max_steps, max_step_tokens=max_step_tokens)
                for s in strategies for n in ns}
     harness.set_threads(threads)
@@ -174,9 +170,6 @@ def main(args) -> int:
     Refuses a strategy other than beam or dvts, an N that :class:`SearchConfig` refuses (not a multiple of
     ``--beam-width``, say), ``--problems < 1`` and the harness's timing flags out of range, each with one sentence.
     """
-    from engine.errors import TTScaleError
-    from engine.search import SearchConfig
-
     for s in args.strategies:
         if s not in ("beam", "dvts"):
             raise TTScaleError(f"--strategies {s}: this benchmark compares beam and dvts; use those")

@@ -144,8 +144,10 @@ class CommandConfig:
             with open(path, encoding="utf-8") as fh:
                 data = yaml.safe_load(fh)
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise TTScaleError(f"--config {path}: not a readable YAML file ({first})") from exc
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}: " if mark is not None else ""
+            what = getattr(exc, "problem", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise TTScaleError(f"--config {path}: not a readable YAML file ({where}{what})") from exc
         if data is None:
             return {}
         if not isinstance(data, dict):
@@ -204,12 +206,12 @@ class CommandConfig:
                 out[name] = self._default(name)
         return out
 
-    def build(self, args: argparse.Namespace) -> dict:
-        """One instance per dataclass from :meth:`values`. A dataclass's own refusal surfaces as a
-        :class:`ConfigError` naming its field; ``main`` prints it with the flag."""
+    def build(self, args: argparse.Namespace, only: tuple = ()) -> dict:
+        """One instance per dataclass (or per class of ``only``) from :meth:`values`. A dataclass's own refusal
+        surfaces as a :class:`ConfigError` naming its field; ``main`` prints it with the flag."""
         values = self.values(args)
         out = {}
-        for cls in self.classes:
+        for cls in only or self.classes:
             kw = {f.name: values[f.name] for f in dataclasses.fields(cls)
                   if f.name in values and self.fields[f.name][0] is cls}
             out[cls] = cls(**kw)

@@ -59,7 +59,7 @@ def add_parser(sub) -> None:
 
 def config_from_args(args) -> EvalConfig:
     """An :class:`EvalConfig` from parsed flags and ``--config`` (absent ones keep the defaults). Refuses what it refuses."""
-    return SPEC.build(args)[EvalConfig]
+    return SPEC.build(args, only=(EvalConfig,))[EvalConfig]
 
 
 def _tables(summary: str) -> str:

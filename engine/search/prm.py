@@ -46,10 +46,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
+from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification, AutoTokenizer
 
 from engine.errors import TTScaleError
 from engine.kv_cache import Branch, KVCacheManager
 from engine.kv_cache.compat import require_cache_argument
+from engine.models import load_model, pick_device, pick_dtype, resolve_model
 from engine.search.prm_protocols import PROTOCOLS, Protocol, make_protocol
 
 AGGREGATIONS = ("last", "min", "prod", "mean")
@@ -490,10 +492,6 @@ class VerifierPRM(PRM):
 
 def _load_classifier(spec: str, trust_remote_code: bool, dtype: str, device: str):
     """A model with a per-token 2-way head (Qwen2.5-Math-PRM's own code, or any *ForTokenClassification) and its tokenizer."""
-    from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification, AutoTokenizer
-
-    from engine.models import pick_device, pick_dtype, resolve_model
-
     kind, where = resolve_model(spec)
     if kind == "gguf":
         raise TTScaleError(f"--prm {spec}: a GGUF file holds a causal LM, not a PRM with a 2-way head; give the PRM's directory or hub id")
@@ -533,8 +531,6 @@ def load_prm(spec: str, protocol: str, trust_remote_code: bool = False, *, dtype
     if protocol not in PROTOCOLS:
         raise TTScaleError(f"PRM protocol {protocol!r} is unknown; use one of {', '.join(PROTOCOLS)} or verifier")
     if PROTOCOLS[protocol].head == "lm":
-        from engine.models import load_model
-
         loaded = load_model(spec, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
         model, tokenizer = loaded.model, loaded.tokenizer
     else:

@@ -22,6 +22,7 @@ from collections.abc import Hashable
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
+from tqdm.auto import tqdm
 
 from engine.answers import extract_answer
 from engine.errors import TTScaleError
@@ -180,8 +181,6 @@ class Searcher:
         self._seeds = random.Random(seed)  # per-branch budget-forcing seeds
         tree, out, bar = SearchTree(), [], None
         if progress:
-            from tqdm.auto import tqdm
-
             bar = tqdm(desc=f"search {self.config.strategy}", unit="tok", leave=False)
         b = self.batch_size(max(len(x) for x in ids))
         try:
