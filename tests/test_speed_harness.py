@@ -100,3 +100,20 @@ def test_envelope_and_finish_print_json_last():
     out = io.StringIO()
     harness.finish(env, json_only=True, table=lambda r: print("a table", file=out), out=out)
     assert out.getvalue().splitlines() == [json.dumps(env)]
+
+
+def test_run_main_turns_a_refusal_into_one_sentence(capsys):
+    from benchmarks.speed.harness import run_main
+
+    def add(p):
+        p.add_argument("--n", type=int, default=1)
+
+    def main(args):
+        if args.n < 1:
+            raise TTScaleError(f"--n must be >= 1, got {args.n}")
+        print("ran")
+        return 0
+
+    assert run_main("doc line\n", add, main, ["--n", "0"]) == 2
+    assert capsys.readouterr().err == "ttscale: error: --n must be >= 1, got 0\n"
+    assert run_main("doc line\n", add, main, []) == 0 and capsys.readouterr().out == "ran\n"

@@ -184,3 +184,16 @@ def set_threads(threads: int | None) -> None:
     """Set torch's intra-op threads when ``threads`` is given; leave torch's default otherwise."""
     if threads:
         torch.set_num_threads(threads)
+
+
+def run_main(doc: str, add_arguments: Callable[[argparse.ArgumentParser], None], main: Callable[[Any], int],
+             argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.speed.<name>``: parse the benchmark's flags and run it the way ``ttscale bench`` does, a
+    refused flag printed as one ``ttscale: error:`` sentence with exit status 2 instead of a traceback."""
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    add_arguments(parser)
+    try:
+        return int(main(parser.parse_args(argv)) or 0)
+    except TTScaleError as exc:
+        print(f"ttscale: error: {exc}", file=sys.stderr)
+        return 2

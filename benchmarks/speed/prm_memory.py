@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import AutoTokenizer, DynamicCache, LlamaConfig, LlamaForCausalLM
 
-from benchmarks.speed.harness import at_least, device_info, envelope, finish
+from benchmarks.speed.harness import at_least, device_info, envelope, finish, run_main
 from engine.errors import TTScaleError
 from engine.kv_cache.compat import require_cache_argument, returned_cache
 from engine.models import gguf_to_safetensors, resolve_model
@@ -433,6 +433,4 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    sys.exit(main(parser.parse_args()))
+    sys.exit(run_main(__doc__, add_arguments, main))
