@@ -7,18 +7,21 @@ import pytest
 from engine.cli import eval as eval_cmd
 from engine.cli import generate, search, trace
 from engine.cli.args import CommandConfig
+from engine.cli.bench import BENCHMARKS
 from engine.cli.main import build_parser, main
 from engine.errors import ConfigError
 from engine.logits.budget import BudgetConfig
 from engine.logits.sampling import SamplingConfig
 from engine.search.config import SearchConfig
 
-SPECS = {"generate": generate.SPEC, "search": search.SPEC, "eval": eval_cmd.SPEC, "trace show": trace.SPEC}
+SPECS = {"generate": generate.SPEC, "search": search.SPEC, "eval": eval_cmd.SPEC, "trace show": trace.SPEC,
+         **{f"bench {name}": module.SPEC for name, module in BENCHMARKS.items()}}
 
 
 @pytest.mark.parametrize("name", SPECS)
 def test_every_flag_is_a_field_with_help(name):
     spec = SPECS[name]
+    assert spec.fields
     for field_name, (cls, f, _) in spec.fields.items():
         assert f.metadata.get("help"), f"{cls.__name__}.{field_name} has no help"
     argv = name.split() + ["--help"]
@@ -114,3 +117,24 @@ def test_command_config_refuses_a_field_exposed_twice():
 
     with pytest.raises(TypeError, match="temperature is in both"):
         CommandConfig(A, SamplingConfig)
+
+
+def test_every_registered_command_uses_a_command_config():
+    """No command builds flags by hand: every leaf parser was filled by a CommandConfig (it sets ``_spec``)."""
+    parser = build_parser()
+    leaves = []
+
+    def walk(p, path):
+        subs = [a for a in p._actions if a.__class__.__name__ == "_SubParsersAction"]
+        if not subs or path == ["eval"]:
+            leaves.append((" ".join(path), p))
+        for action in subs:
+            for name, child in action.choices.items():
+                walk(child, path + [name])
+
+    walk(parser, [])
+    names = {name for name, _ in leaves if name and name != "eval report"}
+    assert names == {"generate", "search", "eval", "trace show", *(f"bench {b}" for b in BENCHMARKS)}
+    for name, p in leaves:
+        if name in names:
+            assert p.get_default("_spec") is not None, name

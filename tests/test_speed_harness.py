@@ -70,11 +70,13 @@ def test_refusals_are_one_sentence():
         harness.run_interleaved({}, repeats=1)
     p = argparse.ArgumentParser()
     harness.add_timing_arguments(p, repeats=3)
-    harness.check_timing_args(p.parse_args([]))
+    defaults = harness.namespace(p.parse_args([]))
+    assert (defaults.repeats, defaults.warmup, defaults.threads, defaults.json) == (3, 1, None, False)
+    harness.check_timing_args(defaults)
     for argv, msg in ((["--repeats", "0"], "--repeats must be >= 1, got 0"), (["--warmup", "-1"], "--warmup must be >= 0, got -1"),
                       (["--threads", "0"], "--threads must be >= 1, got 0")):
         with pytest.raises(TTScaleError, match=msg):
-            harness.check_timing_args(p.parse_args(argv))
+            harness.check_timing_args(harness.namespace(p.parse_args(argv)))
 
 
 def test_timed_uses_the_clock():

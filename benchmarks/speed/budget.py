@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
 
 from benchmarks.speed import harness
 from engine.engine import ThinkingEngine
+from engine.errors import TTScaleError
 from engine.logits.budget import BudgetConfig
 from engine.logits.sampling import SamplingConfig
 
@@ -171,14 +173,22 @@ def bench(model: str = "smollm2-135m", batch_sizes=(1, 16), num_ignore: int = 4,
                             harness.timing_block(warmup, repeats), figures)
 
 
+@dataclass(frozen=True)
+class Options:
+    """What ``ttscale bench budget`` runs."""
+
+    model: str = field(default="smollm2-135m", metadata={"help": "embedded name, local directory, GGUF file or hub id"})
+    batch_sizes: tuple[int, ...] = field(default=(1, 16), metadata={"help": "batch sizes to measure"})
+    num_ignore: int = field(default=4, metadata={"help": "continuations injected per row"})
+    max_thinking_tokens: int = field(default=256, metadata={"help": "thinking cap"})
+    max_answer_tokens: int = field(default=32, metadata={"help": "answer cap"})
+
+SPEC = harness.command_config(Options, repeats=3)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's flags (``ttscale bench budget ...``), the harness's timing flags included."""
-    p.add_argument("--model", default="smollm2-135m", help="embedded name, local directory, GGUF file or hub id")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
-    p.add_argument("--num-ignore", type=int, default=4, help="continuations injected per row")
-    p.add_argument("--max-thinking-tokens", type=int, default=256)
-    p.add_argument("--max-answer-tokens", type=int, default=32)
-    harness.add_timing_arguments(p, repeats=3)
+    """The benchmark's flags: the fields of :class:`Options` and :class:`~benchmarks.speed.harness.TimingOptions`."""
+    SPEC.add_to(p)
 
 
 def print_table(result: dict, out=None) -> None:
@@ -201,9 +211,12 @@ def main(args) -> int:
     Refuses ``--num-ignore < 0``, ``--max-thinking-tokens``, ``--max-answer-tokens`` or a batch size below 1, and
     the harness's timing flags out of range, each with one sentence.
     """
+    args = harness.namespace(args)
     harness.at_least("--num-ignore", args.num_ignore, 0)
     harness.at_least("--max-thinking-tokens", args.max_thinking_tokens, 1)
     harness.at_least("--max-answer-tokens", args.max_answer_tokens, 1)
+    if not args.batch_sizes:
+        raise TTScaleError("--batch-sizes is empty; give at least one batch size")
     for b in args.batch_sizes:
         harness.at_least("--batch-sizes", b, 1)
     harness.check_timing_args(args)

@@ -31,11 +31,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 import transformers
 
+from engine.cli.args import CommandConfig
 from engine.errors import TTScaleError
 
 STATISTIC = "min"  # the figure quoted; the median is reported beside it
@@ -156,14 +158,33 @@ def finish(result: dict, json_only: bool, table: Callable[[dict], None] | None =
     return 0
 
 
-def add_timing_arguments(p: argparse.ArgumentParser, repeats: int) -> None:
-    """The flags every benchmark shares: ``--repeats``, ``--warmup``, ``--threads`` and ``--json``."""
-    g = p.add_argument_group("timing")
-    g.add_argument("--repeats", type=int, default=repeats,
-                   help=f"timed rounds, competitor order alternating; the fastest counts, the median is shown (default {repeats})")
-    g.add_argument("--warmup", type=int, default=1, help="untimed runs of each competitor first (default 1)")
-    g.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    g.add_argument("--json", action="store_true", help="print only the final JSON line")
+@dataclass(frozen=True)
+class TimingOptions:
+    """The flags every benchmark shares: how many rounds, warm-up runs and threads, and JSON-only output."""
+
+    repeats: int = field(default=3, metadata={"help": "timed rounds, competitor order alternating; the fastest counts, the median is shown"})
+    warmup: int = field(default=1, metadata={"help": "untimed runs of each competitor first"})
+    threads: int | None = field(default=None, metadata={"help": "torch intra-op threads (default: torch's)"})
+    json: bool = field(default=False, metadata={"help": "print only the final JSON line"})
+
+
+def command_config(options, repeats: int) -> CommandConfig:
+    """The flags of one benchmark: its ``options`` dataclass, then :class:`TimingOptions` (``repeats`` as its default)."""
+    return CommandConfig(options, TimingOptions, defaults={"repeats": repeats},
+                         titles={options: "benchmark", TimingOptions: "timing"})
+
+
+def add_timing_arguments(p: argparse.ArgumentParser, repeats: int) -> CommandConfig:
+    """Add only the timing flags (``--repeats``, ``--warmup``, ``--threads``, ``--json``, ``--config``); read them
+    back with :func:`namespace`."""
+    spec = CommandConfig(TimingOptions, defaults={"repeats": repeats}, titles={TimingOptions: "timing"})
+    spec.add_to(p)
+    return spec
+
+
+def namespace(args) -> SimpleNamespace:
+    """Every flag of the parser ``args`` came from (given, from ``--config``, or its default) as attributes."""
+    return SimpleNamespace(**args._spec.values(args))
 
 
 def check_timing_args(args) -> None:

@@ -22,6 +22,7 @@ import argparse
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
@@ -155,14 +156,22 @@ def bench(model="smollm2-135m", n: int = 16, prompt_len: int = 200, steps: int =
                             harness.timing_block(warmup, repeats), figures)
 
 
+@dataclass(frozen=True)
+class Options:
+    """What ``ttscale bench kv-cache`` runs."""
+
+    model: str = field(default="smollm2-135m", metadata={"help": "embedded name, local directory, GGUF file or hub id"})
+    n: int = field(default=16, metadata={"help": "branches forked from the prompt"})
+    prompt: int = field(default=200, metadata={"help": "prompt length in tokens"})
+    steps: int = field(default=32, metadata={"help": "decode steps (one token per branch each)"})
+    seed: int = field(default=0, metadata={"help": "seed of the random prompt and fed tokens"})
+
+SPEC = harness.command_config(Options, repeats=3)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's flags (``ttscale bench kv-cache ...``), the harness's timing flags included."""
-    p.add_argument("--model", default="smollm2-135m", help="embedded name, local directory, GGUF file or hub id")
-    p.add_argument("--n", type=int, default=16, help="branches forked from the prompt")
-    p.add_argument("--prompt", type=int, default=200, help="prompt length in tokens")
-    p.add_argument("--steps", type=int, default=32, help="decode steps (one token per branch each)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random prompt and fed tokens")
-    harness.add_timing_arguments(p, repeats=3)
+    """The benchmark's flags: the fields of :class:`Options` and :class:`~benchmarks.speed.harness.TimingOptions`."""
+    SPEC.add_to(p)
 
 
 def print_table(result: dict, out=None) -> None:
@@ -184,6 +193,7 @@ def main(args) -> int:
     Refuses ``--n``, ``--prompt`` or ``--steps`` below 1 and the harness's timing flags out of range, each with
     one sentence.
     """
+    args = harness.namespace(args)
     for flag, value in (("--n", args.n), ("--prompt", args.prompt), ("--steps", args.steps)):
         harness.at_least(flag, value, 1)
     harness.check_timing_args(args)

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import AutoTokenizer, DynamicCache, LlamaConfig, LlamaForCausalLM
 
-from benchmarks.speed.harness import at_least, device_info, envelope, finish, run_main
+from benchmarks.speed.harness import at_least, device_info, envelope, finish, namespace, run_main
+from engine.cli.args import CommandConfig
 from engine.errors import TTScaleError
 from engine.kv_cache.compat import require_cache_argument, returned_cache
 from engine.models import gguf_to_safetensors, resolve_model
@@ -408,12 +409,22 @@ def bench(ns=(4, 8, 16), question_tokens: int = 100, protocol: str = "rlhflow", 
                     {"warmup": 0, "repeats": 1, "order": "none", "statistic": "exact (memory and token counts)"}, figures)
 
 
+@dataclass(frozen=True)
+class Options:
+    """What ``ttscale bench prm-memory`` measures (exact counts: no timing flags)."""
+
+    n: tuple[int, ...] = field(default=(4, 8, 16), metadata={"help": "candidate counts N (one run of both workloads each)"})
+    question_tokens: int = field(default=100, metadata={"help": "question length in tokens (at least)"})
+    protocol: str = field(default="rlhflow", metadata={"help": "PRM protocol of the stand-in", "choices": ["rlhflow", "math-shepherd"]})
+    json: bool = field(default=False, metadata={"help": "print only the final JSON line"})
+
+
+SPEC = CommandConfig(Options, titles={Options: "benchmark"})
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's flags: candidate counts, question length, protocol."""
-    p.add_argument("--n", type=int, nargs="+", default=[4, 8, 16], help="candidate counts N (one run of both workloads each)")
-    p.add_argument("--question-tokens", type=int, default=100, help="question length in tokens (at least)")
-    p.add_argument("--protocol", default="rlhflow", choices=["rlhflow", "math-shepherd"], help="PRM protocol of the stand-in")
-    p.add_argument("--json", action="store_true", help="print only the final JSON line")
+    """The benchmark's flags: the fields of :class:`Options`."""
+    SPEC.add_to(p)
 
 
 def print_table(result: dict, out=None) -> None:
@@ -426,6 +437,7 @@ def print_table(result: dict, out=None) -> None:
 
 def main(args) -> int:
     """Run the benchmark, print a short table, end with one JSON line. Refuses N < 1 and a question under 8 tokens."""
+    args = namespace(args)
     if not args.n or min(args.n) < 1:
         raise TTScaleError(f"--n needs positive candidate counts, got {args.n}")
     at_least("--question-tokens", args.question_tokens, 8)

@@ -23,7 +23,7 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from benchmarks.speed import harness
 from benchmarks.speed.search_baseline import ReprefillSearch
@@ -134,18 +134,26 @@ def bench(model="smollm2-135m", strategies=("beam", "dvts"), ns=(4, 16), beam_wi
     return harness.envelope("search", config, harness.device_info(lm.device), harness.timing_block(warmup, repeats), figures)
 
 
+@dataclass(frozen=True)
+class Options:
+    """What ``ttscale bench search`` runs."""
+
+    model: str = field(default="smollm2-135m", metadata={"help": "embedded name, local directory, GGUF file or hub id"})
+    strategies: tuple[str, ...] = field(default=("beam", "dvts"), metadata={"help": "beam and/or dvts"})
+    ns: tuple[int, ...] = field(default=(4, 16), metadata={"help": "N values (multiples of --beam-width)"})
+    beam_width: int = field(default=4, metadata={"help": "M of beam search and DVTS"})
+    problems: int = field(default=2, metadata={"help": "questions per run (the engine searches them together)"})
+    max_steps: int = field(default=4, metadata={"help": "steps per branch"})
+    max_step_tokens: int = field(default=32, metadata={"help": "token cap of one step"})
+    temperature: float = field(default=0.8, metadata={"help": "sampling temperature"})
+    seed: int = field(default=0, metadata={"help": "random seed of both competitors"})
+
+SPEC = harness.command_config(Options, repeats=1)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's flags (``ttscale bench search ...``), the harness's timing flags included."""
-    p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--strategies", nargs="+", default=["beam", "dvts"], help="beam and/or dvts")
-    p.add_argument("--ns", type=int, nargs="+", default=[4, 16], help="N values (multiples of --beam-width)")
-    p.add_argument("--beam-width", type=int, default=4)
-    p.add_argument("--problems", type=int, default=2, help="questions per run (the engine searches them together)")
-    p.add_argument("--max-steps", type=int, default=4)
-    p.add_argument("--max-step-tokens", type=int, default=32)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--seed", type=int, default=0)
-    harness.add_timing_arguments(p, repeats=1)
+    """The benchmark's flags: the fields of :class:`Options` and :class:`~benchmarks.speed.harness.TimingOptions`."""
+    SPEC.add_to(p)
 
 
 def print_table(result: dict, out=None) -> None:
@@ -170,6 +178,7 @@ def main(args) -> int:
     Refuses a strategy other than beam or dvts, an N that :class:`SearchConfig` refuses (not a multiple of
     ``--beam-width``, say), ``--problems < 1`` and the harness's timing flags out of range, each with one sentence.
     """
+    args = harness.namespace(args)
     for s in args.strategies:
         if s not in ("beam", "dvts"):
             raise TTScaleError(f"--strategies {s}: this benchmark compares beam and dvts; use those")
