@@ -51,3 +51,17 @@ def smol():
     from engine.models import load_model
 
     return load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, smol_dir):
+    """``make_tiny_model(init=0.2)`` saved with SmolLM2's tokenizer files, for commands that take ``--model DIR``
+    when the real model's text is not what the test checks (a generation costs milliseconds)."""
+    import shutil
+
+    path = str(tmp_path_factory.mktemp("tiny") / "model")
+    make_tiny_model(init=0.2).save_pretrained(path)
+    for name in os.listdir(smol_dir):
+        if name.startswith(("tokenizer", "special_tokens", "vocab", "merges")):
+            shutil.copy(os.path.join(smol_dir, name), path)
+    return path

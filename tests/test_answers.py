@@ -180,6 +180,15 @@ def test_group_answers_majority_and_weighted():
     assert group_answers([]) == [] and group_answers([None, ""]) == []
 
 
+def test_group_answers_ties_go_by_count_then_first_appearance():
+    assert [g.answer for g in group_answers(["2", "1", "1", "2"])] == ["2", "1"]               # count tie: first seen
+    assert [g.answer for g in group_answers(["1", "2", "2", "1", "3"])] == ["1", "2", "3"]
+    tied = group_answers(["4", "9", "9"], weights=[0.5, 0.25, 0.25])                         # weight tie: more votes
+    assert [(g.answer, g.weight, g.count) for g in tied] == [("9", 0.5, 2), ("4", 0.5, 1)]
+    both = group_answers(["4", "9"], weights=[0.5, 0.5])                                      # both tie: first seen
+    assert [g.answer for g in both] == ["4", "9"]
+
+
 def test_group_answers_refuses_mismatched_weights():
     with pytest.raises(TTScaleError, match="one weight per answer"):
         group_answers(["1", "2"], weights=[1.0])

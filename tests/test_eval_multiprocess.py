@@ -7,13 +7,11 @@ The policy is a tiny random Llama saved to a directory, so ``--model DIR`` loads
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 
 import pytest
-from conftest import make_tiny_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ["--dataset", "synthetic", "--limit", "5", "--method", "budget", "majority", "--budgets", "4", "8", "--n", "1", "2",
@@ -22,13 +20,8 @@ ARGS = ["--dataset", "synthetic", "--limit", "5", "--method", "budget", "majorit
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, smol_dir):
-    path = str(tmp_path_factory.mktemp("tiny") / "model")
-    make_tiny_model(init=0.2).save_pretrained(path)
-    for name in os.listdir(smol_dir):
-        if name.startswith(("tokenizer", "special_tokens", "vocab", "merges")):
-            shutil.copy(os.path.join(smol_dir, name), path)
-    return path
+def tiny_dir(tiny_model_dir):
+    return tiny_model_dir
 
 
 def free_port() -> int:

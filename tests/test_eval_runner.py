@@ -34,8 +34,18 @@ def full_run(tmp_path_factory, lively, tokenizer):
     return config, out, result, read_samples(out)
 
 
+PROBLEMS = ("arith1-0", "arith1-1", "arith1-2")
+
+
 def by_key(rows):
     return {row_key(r["problem_id"], r["method"], r["setting"]): r for r in rows}
+
+
+def rows_of(config, rows, method):
+    """The rows of ``method``, after checking it has one per problem and setting (so a loop over them checks something)."""
+    mine = [r for r in rows if r["method"] == method]
+    assert len(mine) == len(PROBLEMS) * len(method_settings(config, method)) > 0, method
+    return mine
 
 
 # ─── the whole run ─────────────────────────────────────────────────────────────────────────────────────────────
@@ -44,7 +54,7 @@ def by_key(rows):
 def test_every_method_and_setting_has_exactly_one_row_per_problem(full_run):
     config, out, result, rows = full_run
     expected = {(p, m, json.dumps(s, sort_keys=True)) for m in config.methods for s in method_settings(config, m)
-                for p in ("arith1-0", "arith1-1", "arith1-2")}
+                for p in PROBLEMS}
     got = [(r["problem_id"], r["method"], json.dumps(r["setting"], sort_keys=True)) for r in rows]
     assert len(got) == len(set(got)) == len(expected) == 3 * 23
     assert set(got) == expected
@@ -58,12 +68,14 @@ def test_every_method_and_setting_has_exactly_one_row_per_problem(full_run):
 
 
 def test_budget_rows_respect_their_budget_and_control_is_100_percent(full_run):
-    _, out, _, rows = full_run
-    for r in rows:
-        if r["method"] == "budget":
-            cap = r["setting"].get("max_thinking_tokens")
-            assert r["compute"] == r["thinking_tokens"] <= cap
-            assert r["extra"]["waits_injected"] >= r["setting"].get("num_ignore", 0) or r["extra"]["forced_stop"]
+    config, out, _, rows = full_run
+    budget = rows_of(config, rows, "budget")
+    assert {json.dumps(r["setting"], sort_keys=True) for r in budget} == {
+        '{"max_thinking_tokens": 4}', '{"max_thinking_tokens": 8}', '{"max_thinking_tokens": 6, "num_ignore": 1}'}
+    for r in budget:
+        cap = r["setting"]["max_thinking_tokens"]
+        assert r["compute"] == r["thinking_tokens"] <= cap
+        assert r["extra"]["waits_injected"] >= r["setting"].get("num_ignore", 0) or r["extra"]["forced_stop"]
     with open(os.path.join(out, "metrics.json")) as fh:
         metrics = json.load(fh)
     assert metrics["methods"]["budget"]["control"] == 1.0
@@ -74,26 +86,27 @@ def test_budget_rows_respect_their_budget_and_control_is_100_percent(full_run):
 
 
 def test_baseline_prompts_and_countdown(full_run):
-    _, _, _, rows = full_run
-    for r in rows:
-        s = r["setting"]
-        if r["method"] == "token-conditional":
-            assert f"Think for up to {s['max_thinking_tokens']} tokens.<|im_end|>" in r["prompt"]
-        if r["method"] == "step-conditional":
-            assert f"Think for up to {s['steps']} steps.<|im_end|>" in r["prompt"]
-            assert r["generation"].startswith(f"<|im_start|>{s['steps']} steps left\n")
-            assert r["extra"]["countdown_lines"] >= 1
-        if r["method"] == "class-conditional":
-            assert ("short amount of thinking" if s["class"] == "short" else "long amount of thinking") in r["prompt"]
-        if r["method"] == "rejection":
-            ok = r["thinking_tokens"] <= s["max_thinking_tokens"] and not r["extra"]["forced_stop"]
-            assert r["extra"]["accepted"] == ok and 1 <= r["extra"]["tries"] <= 2
+    config, _, _, rows = full_run
+    for r in rows_of(config, rows, "token-conditional"):
+        assert f"Think for up to {r['setting']['max_thinking_tokens']} tokens.<|im_end|>" in r["prompt"]
+    for r in rows_of(config, rows, "step-conditional"):
+        steps = r["setting"]["steps"]
+        assert f"Think for up to {steps} steps.<|im_end|>" in r["prompt"]
+        assert r["generation"].startswith(f"<|im_start|>{steps} steps left\n")
+        assert r["extra"]["countdown_lines"] >= 1
+    classes = rows_of(config, rows, "class-conditional")
+    assert {r["setting"]["class"] for r in classes} == {"short", "long"}
+    for r in classes:
+        assert f"{r['setting']['class']} amount of thinking" in r["prompt"]
+    for r in rows_of(config, rows, "rejection"):
+        ok = r["thinking_tokens"] <= r["setting"]["max_thinking_tokens"] and not r["extra"]["forced_stop"]
+        assert r["extra"]["accepted"] == ok and 1 <= r["extra"]["tries"] <= 2
 
 
 def test_pool_is_shared_and_nested(full_run):
     _, _, _, rows = full_run
     k = by_key(rows)
-    for p in ("arith1-0", "arith1-1", "arith1-2"):
+    for p in PROBLEMS:
         big = k[row_key(p, "best-of-n", {"n": 4})]["extra"]
         small = k[row_key(p, "best-of-n", {"n": 2})]["extra"]
         assert big["samples"] == 4 and small["answers"] == big["answers"][:2] and small["scores"] == big["scores"][:2]
@@ -103,16 +116,15 @@ def test_pool_is_shared_and_nested(full_run):
 
 
 def test_compute_optimal_rows_copy_the_chosen_strategy(full_run):
-    _, _, _, rows = full_run
-    k = by_key(rows)
-    for r in rows:
-        if r["method"] == "compute-optimal":
-            e = r["extra"]
-            src = [x for x in rows if x["method"] == e["strategy"] and x["setting"]["n"] == r["setting"]["n"]
-                   and x["problem_id"] == r["problem_id"]]
-            assert len(src) == 1 and src[0]["generation"] == r["generation"] and src[0]["correct"] == r["correct"]
-            assert e["level_accuracy"][e["strategy"]] == max(e["level_accuracy"].values())
-    assert k  # non-empty
+    config, _, _, rows = full_run
+    optimal = rows_of(config, rows, "compute-optimal")
+    assert {(r["problem_id"], r["setting"]["n"]) for r in optimal} == {(p, n) for p in PROBLEMS for n in (2, 4)}
+    for r in optimal:
+        e = r["extra"]
+        src = [x for x in rows if x["method"] == e["strategy"] and x["setting"]["n"] == r["setting"]["n"]
+               and x["problem_id"] == r["problem_id"]]
+        assert len(src) == 1 and src[0]["generation"] == r["generation"] and src[0]["correct"] == r["correct"]
+        assert e["level_accuracy"][e["strategy"]] == max(e["level_accuracy"].values())
 
 
 def test_second_run_on_the_same_directory_does_nothing(full_run, lively, tokenizer):

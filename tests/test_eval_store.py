@@ -158,6 +158,7 @@ WORKER = textwrap.dedent("""
     for i in range(40):
         setting = {{"n": 4}}
         if store.is_done(f"p{{i}}", "majority", setting):
+            print("skip", i, flush=True)
             continue
         time.sleep({delay})
         store.append(new_row(f"p{{i}}", "majority", setting, 4, i % 2 == 0, generation=str(i) * 200000))
@@ -187,7 +188,11 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
     with open(shard_path, "a") as fh:  # make sure a torn row is present whatever the kill hit
         fh.write('{"problem_id": "p39", "meth')
     proc = worker(0.0)
-    assert proc.wait(timeout=120) == 0
+    resumed, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    skipped = [line for line in resumed.splitlines() if line.startswith("skip")]
+    assert skipped == [f"skip {i}" for i in range(finished)]  # the finished rows are skipped, the torn one is redone
+    assert len(resumed.splitlines()) == 40
     rows = read_samples(out)
     assert [r["problem_id"] for r in rows] == [f"p{i}" for i in range(40)]
     assert all(r["generation"] == str(int(r["problem_id"][1:])) * 200000 for r in rows)

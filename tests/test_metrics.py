@@ -1,23 +1,10 @@
-"""Metrics against hand-computed values: Wilson intervals, s1's Control / Scaling / Performance, voting over N."""
+"""Metrics against hand-computed values: Wilson intervals and s1's Control / Scaling / Performance."""
 
 import math
 
 import pytest
 
-from benchmarks.eval.metrics import (
-    Candidate,
-    Run,
-    accuracy,
-    best_of,
-    control,
-    performance,
-    pick,
-    scaling,
-    scaling_metrics,
-    subsampled_accuracy,
-    vote,
-    wilson_interval,
-)
+from benchmarks.eval.metrics import Run, accuracy, control, performance, scaling, scaling_metrics, wilson_interval
 from engine.errors import TTScaleError
 
 
@@ -103,41 +90,3 @@ def test_runs_refuse_percentages_and_empty_lists():
     with pytest.raises(TTScaleError, match="finite number"):
         Run(math.nan, 0.5)
 
-
-# parallel scaling --------------------------------------------------------------------------------------
-def test_vote_majority_weighted_and_ties():
-    answers = ["1", "2", "2", "1", None]
-    assert vote(answers) == "1"  # 2–2 tie goes to the answer seen first; None never wins
-    assert vote(answers, [0.9, 0.3, 0.3, 0.1, 5.0]) == "1"  # 1.0 vs 0.6
-    assert vote(answers, [0.1, 0.5, 0.5, 0.1, 5.0]) == "2"  # 0.2 vs 1.0
-    assert vote([None, None]) is None
-    with pytest.raises(TTScaleError, match="one weight per answer"):
-        vote(["1"], [0.1, 0.2])
-
-
-def test_best_of_takes_the_earliest_top_score():
-    assert best_of(["a", "b", "c"], [0.1, 0.9, 0.9]) == "b"
-
-
-def test_pick_marks_an_answer_correct_if_any_carrier_is():
-    pool = [Candidate("7", True, 0.2), Candidate("8", False, 0.9), Candidate("8", False, 0.8)]
-    assert pick(pool, "majority") is False
-    assert pick(pool, "best-of-n") is False
-    assert pick([pool[0], pool[1]], "majority") is True  # tie → first seen
-    assert pick(pool, "weighted") is False  # 0.2 vs 1.7
-    with pytest.raises(TTScaleError, match="verifier score"):
-        pick([Candidate("7", True)], "weighted")
-    with pytest.raises(TTScaleError, match="unknown selection rule"):
-        pick(pool, "plurality")
-
-
-def test_subsampled_accuracy_matches_the_exact_expectation():
-    pool = [Candidate("A", True), Candidate("B", False), Candidate("B", False)]
-    # n=3: majority B → 0. n=2: subsets {A,B},{A,B},{B,B} → tie goes to A (lower index) → 2/3. n=1: 1/3.
-    assert subsampled_accuracy([pool], 3) == 0.0
-    assert subsampled_accuracy([pool], 2, trials=3000, seed=1) == pytest.approx(2 / 3, abs=0.03)
-    assert subsampled_accuracy([pool], 1, trials=3000, seed=1) == pytest.approx(1 / 3, abs=0.03)
-    # deterministic for a seed
-    assert subsampled_accuracy([pool], 2, trials=50, seed=7) == subsampled_accuracy([pool], 2, trials=50, seed=7)
-    with pytest.raises(TTScaleError, match="larger than problem 0's pool"):
-        subsampled_accuracy([pool], 4)

@@ -17,22 +17,25 @@ BUDGET = {128: ([50, 100, 150, 100], [True, False, False, False]),
 MAJORITY = {1: [True, False, False, False], 2: [True, True, False, False], 4: [True, True, True, False]}
 
 
-def fill(store, problems=range(4), methods=("budget", "majority")):
-    for p in problems:
-        if "budget" in methods:
-            for cap, (tokens, correct) in BUDGET.items():
-                store.append(new_row(f"q{p}", "budget", {"max_thinking_tokens": cap}, tokens[p], correct[p],
-                                     thinking_tokens=tokens[p], answer_tokens=5, wall_s=0.5))
-        if "majority" in methods:
-            for n, correct in MAJORITY.items():
-                store.append(new_row(f"q{p}", "majority", {"n": n}, n, correct[p], thinking_tokens=100 * n))
+def fill_budget(store):
+    for p in range(4):
+        for cap, (tokens, correct) in BUDGET.items():
+            store.append(new_row(f"q{p}", "budget", {"max_thinking_tokens": cap}, tokens[p], correct[p],
+                                 thinking_tokens=tokens[p], answer_tokens=5, wall_s=0.5))
+
+
+def fill_majority(store):
+    for p in range(4):
+        for n, correct in MAJORITY.items():
+            store.append(new_row(f"q{p}", "majority", {"n": n}, n, correct[p], thinking_tokens=100 * n))
 
 
 @pytest.fixture()
 def run_dir(tmp_path):
     out = str(tmp_path / "run")
     with RunStore(out, CONFIG) as store:
-        fill(store)
+        fill_budget(store)
+        fill_majority(store)
         store.merge()
     return out
 
@@ -103,7 +106,7 @@ def test_report_of_an_unfinished_run_reads_shards_and_warns(tmp_path):
 def test_only_sequential_methods_still_draw_both_panels(tmp_path):
     out = str(tmp_path / "run")
     with RunStore(out, CONFIG) as store:
-        fill(store, methods=("budget",))
+        fill_budget(store)
     m = compute_metrics(read_samples(out))
     assert set(m["methods"]) == {"budget"}
     assert os.path.getsize(report(out)["figure"]) > 10_000

@@ -128,18 +128,20 @@ def test_budget_forcing_composes_with_best_of_n_and_beam(forcing, tokenizer):
     engine = ThinkingEngine(forcing, tokenizer, format="s1", system=DEFAULT_SYSTEM_PROMPT)
     [ref] = engine.generate([Q], budget, GREEDY)
     assert ref.waits_injected == 2 and ref.forced_stop and ref.finish_reason == "max_answer"
+    results = {}
     for strategy, n in (("best-of-n", 2), ("beam", 1)):
         cfg = SearchConfig(strategy, n=n, beam_width=1, max_steps=40, max_step_tokens=8, delimiter="e")
         searcher = Searcher(forcing, tokenizer, cfg, prm=VerifierPRM(hashed), sampling=GREEDY, budget=budget)
         assert searcher.render(Q) == engine.render(Q)
-        [r] = searcher.search(Q)
+        [results[strategy]] = searcher.search(Q)
+    for strategy, n in (("best-of-n", 2), ("beam", 1)):
+        r = results[strategy]
         assert len(r.completions) == n
         for c in r.completions:
             assert r.tree.path_tokens(c.node) == ref.token_ids
             assert c.budget == {"thinking_tokens": ref.thinking_tokens, "answer_tokens": ref.answer_tokens,
                                 "waits_injected": ref.waits_injected, "forced_stop": ref.forced_stop}
-        if strategy == "beam":
-            assert len(r.completions[0].steps) > 3  # the branch really was forked step after step
+    assert len(results["beam"].completions[0].steps) > 3  # the branch really was forked step after step
 
 
 def test_several_problems_in_one_loop_equal_one_at_a_time(lively, tokenizer):
@@ -169,8 +171,10 @@ def test_several_problems_in_one_loop_equal_one_at_a_time(lively, tokenizer):
 def test_tree_selection_and_token_accounting(stoppy, tokenizer, strategy):
     searcher, [r] = run(stoppy, tokenizer, strategy=strategy, n=8, beam_width=4, max_steps=5, max_step_tokens=4, delimiter="a")
     cfg, tree, end_ids = searcher.config, r.tree, set(searcher.end_ids)
+    assert (cfg.stepwise, cfg.uses_prm) == (strategy in ("beam", "dvts"), strategy != "majority")  # which checks below apply
     tree.check()
     steps = [n for n in tree.nodes if n.kind == "step"]
+    assert {"stop", "cap", "delimiter"} <= {n.end for n in steps}  # each kind of step end below is checked
     # every token in the tree ran through the model exactly once, except the last token of each finished branch
     # (nothing reads its keys); the prompt was prefilled once for all N samples
     assert r.policy_forward_tokens == r.tree_tokens - sum(n.finished for n in steps)

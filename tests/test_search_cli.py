@@ -16,7 +16,7 @@ def run(capsys, *argv):
 def test_beam_search_json_and_tree(capsys, tmp_path, smol_dir):
     tree_file = tmp_path / "tree.json"
     code, out, err = run(capsys, "search", "What is 2 + 3?", "--model", smol_dir, "--strategy", "beam", "--n", "4",
-                         "--beam-width", "2", "--max-steps", "3", "--max-step-tokens", "20", "--seed", "0",
+                         "--beam-width", "2", "--max-steps", "3", "--max-step-tokens", "12", "--seed", "0",
                          "--json", "--tree", str(tree_file))
     assert code == 0, err
     assert "PRM: the policy model itself under rlhflow" in err and "beam N=4, M=2 (keep 2)" in err
@@ -37,8 +37,8 @@ def test_beam_search_json_and_tree(capsys, tmp_path, smol_dir):
     assert any(n["status"] == "pruned" for n in nodes) and max(n["depth"] for n in nodes) <= 3
 
 
-def test_dvts_with_verifier_text_output(capsys, smol_dir):
-    code, out, err = run(capsys, "search", "What is 7 * 8?", "--model", smol_dir, "--strategy", "dvts", "--n", "4",
+def test_dvts_with_verifier_text_output(capsys, tiny_model_dir):
+    code, out, err = run(capsys, "search", "What is 7 * 8?", "--model", tiny_model_dir, "--strategy", "dvts", "--n", "4",
                          "--beam-width", "2", "--max-steps", "2", "--max-step-tokens", "16", "--seed", "1",
                          "--verifier", "engine.search.verifiers:arithmetic")
     assert code == 0, err

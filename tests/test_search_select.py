@@ -27,8 +27,11 @@ def test_beam_and_dvts_differ_only_in_grouping():
     beam = select([Candidate(0, s) for s in scores], keep=2)                    # N = 8, M = 4: one group keeps 2
     dvts = select([Candidate(i // 4, s) for i, s in enumerate(scores)], keep=1)  # N/M = 2 subtrees keep 1 each
     assert beam.kept == [0, 1] and dvts.kept == [0, 5]
-    one_subtree = select([Candidate(0, s) for s in scores[:4]], keep=1)         # DVTS with one subtree == beam N = M
-    assert one_subtree.kept == select([Candidate("problem", s) for s in scores[:4]], keep=4 // 4).kept == [0]
+    # DVTS with one subtree is beam search with N = M: the configs plan the same (width, keep) for the one group,
+    # so both strategies make the same select call
+    [(width, keep)] = SearchConfig("beam", n=4, beam_width=4).groups()
+    assert SearchConfig("dvts", n=4, beam_width=4).groups() == [(width, keep)] == [(4, 1)]
+    assert select([Candidate(0, s) for s in scores[:width]], keep=keep).kept == [0]
 
 
 def test_select_ties_and_missing_scores():
@@ -38,6 +41,15 @@ def test_select_ties_and_missing_scores():
     assert select([Candidate(0, 0.3, finished=True)], keep=1).kept == []
     with pytest.raises(TTScaleError, match="at least one"):
         select([Candidate(0, 0.3)], keep=0)
+
+
+def test_select_ties_go_to_the_earlier_candidate():
+    sel = select([Candidate(0, 0.2), Candidate(0, 0.7), Candidate(0, 0.7), Candidate(0, 0.7)], keep=2)
+    assert (sel.kept, sel.pruned) == ([1, 2], [0, 3])            # three tie for two places: the later one goes
+    assert select([Candidate(0, 0.5), Candidate(0, 0.5)], keep=1).kept == [0]
+    assert select([Candidate(0, None), Candidate(0, math.nan)], keep=1).kept == [0]   # both rank last: still the earlier
+    dvts = select([Candidate(g, 0.5) for g in (0, 1, 0, 1)], keep=1)
+    assert (dvts.kept, dvts.pruned) == ([0, 1], [2, 3])          # per group too
 
 
 def test_share_refills_the_group_width():
@@ -59,8 +71,19 @@ def test_choose_answer_rules():
     assert choose_answer(["5", "6", "6"], [None, None, None], "best") == "6"   # no scores: majority
     assert choose_answer([], [], "weighted") is None
     assert votes(["5", "6", "6"], [0.5, 0.3, 0.35]) == {"best": "5", "majority": "6", "weighted": "6"}
+    with pytest.raises(TTScaleError, match="one score per completion"):
+        choose_answer(["5", "6"], [1.0], "best")
     with pytest.raises(TTScaleError, match="unknown"):
         choose_answer(["5"], [1.0], "median")
+
+
+def test_choose_answer_ties_go_to_the_earlier_completion():
+    assert choose_answer(["7", "8", "9"], [0.2, 0.6, 0.6], "best") == "8"
+    assert choose_answer([None, "7", "8"], [0.6, 0.6, 0.6], "best") == "7"   # the earliest that has an answer
+    assert choose_answer(["8", "7"], [None, None], "best") == "8"            # no scores: majority's tie rule
+    assert choose_answer(["6", "5", "5", "6"], [None] * 4, "majority") == "6"
+    assert choose_answer(["6", "5", "5", "6"], [0.1, 0.4, 0.1, 0.4], "weighted") == "6"   # 0.5 each
+    assert votes(["2", "1"], [0.3, 0.3]) == {"best": "2", "majority": "2", "weighted": "2"}
 
 
 def test_config_groups():

@@ -1,4 +1,4 @@
-"""Evaluation metrics: accuracy with a Wilson interval, s1's Control / Scaling / Performance, and voting over N samples.
+"""Evaluation metrics: accuracy with a Wilson interval and s1's Control / Scaling / Performance.
 
 s1 §3.2 (REFERENCE §1) scores a *method* from a set A of evaluation runs, one run per compute setting;
 each run gives a = its average thinking tokens and f(a) = its accuracy (a fraction in [0, 1] here):
@@ -16,16 +16,14 @@ that actually have a < b: identical when all a differ; when two runs have equal 
 slope is undefined) we skip that pair instead of counting it as a slope of 0. Fewer than two distinct a's
 give ``None`` (no slope exists).
 
-Parallel scaling (accuracy against N) uses :func:`vote` / :func:`best_of` to pick one answer out of N and
-:func:`subsampled_accuracy` to estimate accuracy at every N <= M from one pool of M samples per problem
-(s1 Fig. 4b: 64 samples, majority over 2 … 64).
+Picking one answer out of N samples (majority, weighted, best-of-N) is not a metric: it is
+:func:`engine.search.select.choose_answer`, which the evaluation's parallel methods call per row.
 """
 
 from __future__ import annotations
 
 import math
-import random
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from engine.errors import TTScaleError
@@ -162,92 +160,3 @@ def scaling_metrics(runs: Sequence[Run], a_min: float | None = None, a_max: floa
     return ScalingMetrics(control=control(runs, a_min, a_max), scaling=s, scaling_x100=None if s is None else 100.0 * s,
                           performance=performance(runs), runs=len(runs))
 
-
-# ---------------------------------------------------------------------------- parallel scaling (vs N)
-@dataclass(frozen=True)
-class Candidate:
-    """One of N samples for a problem: its canonical ``answer`` (None if none was extracted), whether it is
-    ``correct``, and an optional verifier ``score`` (for best-of-N and weighted voting)."""
-
-    answer: Hashable | None
-    correct: bool
-    score: float | None = None
-
-
-def vote(answers: Sequence[Hashable | None], weights: Sequence[float] | None = None) -> Hashable | None:
-    """The answer with the largest count (or summed weight); ties go to the answer seen first.
-
-    ``None`` answers (nothing extracted) never win; all-None gives None. With ``weights`` this is weighted
-    majority (REFERENCE §3: sum PRM scores per distinct answer). Refuses weights of a different length.
-    """
-    if weights is not None and len(weights) != len(answers):
-        raise TTScaleError(f"vote(): {len(weights)} weights for {len(answers)} answers; give one weight per answer")
-    totals: dict = {}
-    for i, ans in enumerate(answers):
-        if ans is None:
-            continue
-        totals[ans] = totals.get(ans, 0.0) + (1.0 if weights is None else float(weights[i]))
-    best, best_total = None, -math.inf
-    for ans, total in totals.items():  # dicts keep first-seen order, so ">" breaks ties towards the first
-        if total > best_total:
-            best, best_total = ans, total
-    return best
-
-
-def best_of(answers: Sequence[Hashable | None], scores: Sequence[float]) -> Hashable | None:
-    """The answer of the highest-scoring sample (best-of-N); ties go to the earliest. Refuses mismatched lengths."""
-    if len(scores) != len(answers):
-        raise TTScaleError(f"best_of(): {len(scores)} scores for {len(answers)} answers; give one score per answer")
-    if not answers:
-        return None
-    best = max(range(len(answers)), key=lambda i: (float(scores[i]), -i))
-    return answers[best]
-
-
-_RULES = ("majority", "weighted", "best-of-n")
-
-
-def pick(candidates: Sequence[Candidate], rule: str) -> bool:
-    """Whether ``rule`` (majority, weighted or best-of-n) picks a correct answer from ``candidates``.
-
-    The picked answer is correct when any candidate carrying that answer is marked correct. Refuses an
-    unknown rule, and weighted / best-of-n on candidates without scores.
-    """
-    if rule not in _RULES:
-        raise TTScaleError(f"rule={rule!r}: unknown selection rule; use one of {', '.join(_RULES)}")
-    answers = [c.answer for c in candidates]
-    if rule == "majority":
-        chosen = vote(answers)
-    else:
-        if any(c.score is None for c in candidates):
-            raise TTScaleError(f"rule={rule!r} needs a verifier score on every candidate; score them or use rule='majority'")
-        scores = [float(c.score) for c in candidates]
-        chosen = vote(answers, scores) if rule == "weighted" else best_of(answers, scores)
-    return chosen is not None and any(c.correct for c in candidates if c.answer == chosen)
-
-
-def subsampled_accuracy(pools: Sequence[Sequence[Candidate]], n: int, rule: str = "majority",
-                        trials: int = 32, seed: int = 0) -> float:
-    """Expected accuracy of ``rule`` over N = ``n`` samples, estimated from one pool of M >= n samples per problem.
-
-    For each problem, ``trials`` random subsets of size n (without replacement) are drawn with a fixed
-    ``seed``; when n equals the pool size the single full subset is used. Returns the mean correctness over
-    problems and subsets (a fraction). Refuses no problems, n < 1, and n larger than a problem's pool.
-    """
-    if not pools:
-        raise TTScaleError("subsampled_accuracy() got no problems; give one candidate pool per problem")
-    if not isinstance(n, int) or n < 1:
-        raise TTScaleError(f"n={n!r}: the number of samples to select from must be a positive integer")
-    if trials < 1:
-        raise TTScaleError(f"trials={trials!r} must be at least 1")
-    rng = random.Random(seed)
-    total = 0.0
-    for p, pool in enumerate(pools):
-        if n > len(pool):
-            raise TTScaleError(f"n={n} is larger than problem {p}'s pool of {len(pool)} samples; generate at least {n} or lower n")
-        if n == len(pool):
-            total += float(pick(pool, rule))
-            continue
-        hits = sum(pick([pool[i] for i in sorted(rng.sample(range(len(pool)), n))], rule) for _ in range(trials))
-        total += hits / trials
-    return total / len(pools)
