@@ -58,7 +58,7 @@ def test_dvts_with_verifier_text_output(capsys, tiny_model_dir):
     (["--prm", "x/y", "--verifier", "engine.search.verifiers:arithmetic"], "not both"),
     (["--strategy", "best-of-n", "--lookahead", "1"], "only applies to beam and dvts"),
     (["--agg", "max"], "--agg 'max' is unknown"),
-    (["--temperature", "-1"], "--temperature must be >= 0"),
+    (["--temperature", "-1"], "--temperature must be a number >= 0"),
     (["--tree", "/no/such/folder/t.json"], "does not exist"),
 ])
 def test_refusals_are_one_sentence_before_loading_anything(capsys, argv, message):
