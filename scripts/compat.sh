@@ -9,8 +9,8 @@
 # Logs: $TTSCALE_COMPAT_DIR (default /tmp/ttscale-compat)/<version>.log
 set -uo pipefail
 cd "$(dirname "$0")/.."
-INTERNALS=(tests/test_kv_cache.py tests/test_kv_cache_property.py tests/test_kv_cache_compat.py tests/test_prm.py
-           tests/test_search.py tests/test_budget.py tests/test_generate_e2e.py)
+INTERNALS=(tests/engine/kv_cache tests/engine/search/test_prm.py
+           tests/engine/search/test_searcher.py tests/engine/logits tests/engine/test_engine_e2e.py)
 TESTS=("${INTERNALS[@]}")
 if [ "${1:-}" = "--all" ]; then TESTS=(tests); shift; fi
 FLOOR=0

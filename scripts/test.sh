@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Command 2: set everything up, the linter (ruff, configured in pyproject.toml), then the whole test suite (CPU; GPU tests skip with a reason).
-# Extra arguments go to pytest (e.g. tests/test_kv_cache.py -x).
+# Extra arguments go to pytest (e.g. tests/engine/kv_cache -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -5,7 +5,9 @@ import os
 import pytest
 import torch
 
-SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TESTS_DIR)
+SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))  # fixtures only; the product never needs it
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,13 @@ import json
 import os
 
 import pytest
+from conftest import SHARED_DATA
 
 from benchmarks.data.datasets import Problem, data_dirs, load_dataset_rows, parse_field_map, shuffled_choices
 from benchmarks.data.synthetic import check_steps, load_synthetic, solution_steps
 from engine.errors import TTScaleError
 
-SHARED = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+SHARED = SHARED_DATA
 needs_shared = pytest.mark.skipif(not os.path.isfile(os.path.join(SHARED, "math500.jsonl")),
                                   reason="the offline copies in ../shared/data are not on this machine")
 

@@ -6,12 +6,13 @@ import threading
 import time
 
 import pytest
+from conftest import SHARED_DATA
 
 from engine import answers
 from engine.answers import canonicalize, extract_answer, extract_choice, group_answers, is_equivalent
 from engine.errors import TTScaleError
 
-MATH500 = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "math500.jsonl")
+MATH500 = os.path.join(SHARED_DATA, "math500.jsonl")
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ import textwrap
 import time
 
 import pytest
+from conftest import REPO
 
 from benchmarks.eval.store import RunStore, canonical_json, new_row, read_config, read_samples, row_key, shard, validate_row
 from engine.errors import TTScaleError
 
 CONFIG = {"model": "smollm2-135m", "dataset": "synthetic", "limit": 7, "sampling": {"temperature": 0.0}}
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def items():

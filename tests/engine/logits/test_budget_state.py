@@ -12,11 +12,12 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 
 from engine.errors import TTScaleError
 from engine.logits.budget_state import ANSWER, DONE, THINKING, BudgetConfig, BudgetMachine, BudgetTokens, EndCheck
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = REPO
 EOS, EOT, DELIM = 2, 3, 100
 FALLBACK = 99  # what the "sampler" picks when the end tokens are blocked
 

@@ -10,14 +10,13 @@ import time
 
 import pytest
 import torch
-from conftest import make_tiny_model
+from conftest import REPO, TESTS_DIR, make_tiny_model
 
 from benchmarks.eval.config import EvalConfig
 from benchmarks.eval.runner import run_eval
 from benchmarks.eval.store import SAMPLES, read_samples, row_key
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(TESTS)
+TESTS = TESTS_DIR
 CONFIG = dict(dataset="synthetic", limit=6, methods=("budget", "majority"), budgets=(4, 8, 16, 24), n=(1, 2),
               max_answer_tokens=4, max_steps=2, max_step_tokens=4, batch_size=2, search_batch=2, format="think-tags",
               model="tiny-random")
@@ -27,7 +26,7 @@ WORKER = """
 import json, sys, torch
 torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
-from conftest import make_tiny_model
+from conftest import REPO, TESTS_DIR, make_tiny_model
 from transformers import AutoTokenizer
 from engine.models import prepare_tokenizer
 from benchmarks.eval.config import EvalConfig

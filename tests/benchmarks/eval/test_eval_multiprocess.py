@@ -12,8 +12,8 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ["--dataset", "synthetic", "--limit", "5", "--method", "budget", "majority", "--budgets", "4", "8", "--n", "1", "2",
         "--max-answer-tokens", "4", "--max-steps", "2", "--max-step-tokens", "4", "--batch-size", "2", "--search-batch", "2",
         "--format", "think-tags", "--no-progress"]
