@@ -5,6 +5,8 @@ import os
 import pytest
 import torch
 
+from engine.cli.main import main
+
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS_DIR)
 SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))  # fixtures only; the product never needs it
@@ -67,3 +69,29 @@ def tiny_model_dir(tmp_path_factory, smol_dir):
         if name.startswith(("tokenizer", "special_tokens", "vocab", "merges")):
             shutil.copy(os.path.join(smol_dir, name), path)
     return path
+
+
+def _single_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    """Exactness tests, not speed tests: one intra-op thread avoids OpenMP stalls when other jobs share the 2 cores."""
+    yield from _single_thread()
+
+
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """:func:`one_thread` for a whole module (``pytestmark = pytest.mark.usefixtures("one_thread_module")``)."""
+    yield from _single_thread()
+
+
+def run_cli(capsys, *argv):
+    """Run ``ttscale ARGV`` in-process: (exit status, stdout, stderr)."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -172,26 +172,9 @@ class BaselineModelPRM(PRM):
         self._cache = _BaselinePrefixCache()
 
     # 1. plan: tokenise, find the longest cached prefix
-    def _tokenize(self, question: str, steps: tuple[str, ...]) -> tuple[tuple[int, ...], list[int], int]:
-        """Ids up to the last scored token, the index of each step's scored token, and the question-only prefix length."""
-        r = self.protocol.render(question, list(steps))
-        enc = self.tokenizer(r.text, add_special_tokens=r.add_special_tokens, return_offsets_mapping=True)
-        ids, offsets = enc["input_ids"], enc["offset_mapping"]
-        last_ending_at = {}
-        for t, (a, b) in enumerate(offsets):
-            if b > a:
-                last_ending_at[b] = t
-        positions = []
-        for k, end in enumerate(r.ends):
-            t = last_ending_at.get(end)
-            if t is None or (t + 1 < len(offsets) and offsets[t + 1][0] < end) or (positions and t <= positions[-1]):
-                raise TTScaleError(f"PRM protocol {self.name}: no token of this tokenizer ends where step {k + 1}'s scored token ends "
-                                   f"(character {end}), so the step cannot be scored; the tokenizer merges it with the text after it")
-            positions.append(t)
-        shared = 0
-        while shared < positions[0] and offsets[shared][1] <= r.steps_start:
-            shared += 1
-        return tuple(ids[: positions[-1] + 1]), positions, shared
+    # The baseline differs from ModelPRM only in where prefixes are cached: tokenising and the head are shared.
+    _tokenize = ModelPRM._tokenize
+    _probs = ModelPRM._probs
 
     def _plan(self, question: str, steps: tuple[str, ...]) -> _BaselineRow:
         ids, positions, shared = self._tokenize(question, steps)
@@ -287,17 +270,6 @@ class BaselineModelPRM(PRM):
                     V[i, :, P - p :] = r.base.kv[layer][1][0]
             data.append((K, V))
         return DynamicCache(ddp_cache_data=data)
-
-    def _probs(self, selected: torch.Tensor) -> torch.Tensor:
-        """(M, H) hidden states or (M, 2) head logits at scored tokens -> (M,) step scores in [0, 1]."""
-        if self.protocol.head == "lm":
-            logits = torch.nn.functional.linear(selected, self._label_weight, self._label_bias).float()   # (M, 2)
-            if self._softcap:
-                logits = torch.tanh(logits / self._softcap) * self._softcap
-            return logits.softmax(-1)[:, 0]                                  # P("+") renormalised over {"+", "-"}
-        if selected.shape[-1] != 2:
-            raise TTScaleError(f"PRM protocol {self.name} needs a 2-way head, and this model outputs {selected.shape[-1]} values per token")
-        return selected.float().softmax(-1)[:, 1]                            # positive-class probability
 
     # 3. score: the public entry point
     def score(self, question, candidates):

@@ -37,14 +37,6 @@ run_eval(config, {out!r}, model=make_tiny_model(init=0.2), tokenizer=tok, progre
 """
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def config():
     return EvalConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in CONFIG.items()})
 

@@ -5,14 +5,7 @@ import subprocess
 import sys
 
 import pytest
-
-from engine.cli.main import main
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from conftest import run_cli as run
 
 
 def test_generate_json_and_trace(capsys, tmp_path, smol_dir):

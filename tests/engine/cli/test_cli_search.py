@@ -3,14 +3,7 @@
 import json
 
 import pytest
-
-from engine.cli.main import main
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from conftest import run_cli as run
 
 
 def test_beam_search_json_and_tree(capsys, tmp_path, smol_dir):

@@ -19,13 +19,7 @@ from engine.kv_cache.compat import cache_argument, cache_kwargs
 PARENT_CACHE_ARG = cache_argument(LlamaForCausalLM)  # the installed transformers' name for it
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Exactness tests, not speed tests: one intra-op thread avoids OpenMP stalls when other suites share the 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module")

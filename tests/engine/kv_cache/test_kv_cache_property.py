@@ -33,13 +33,7 @@ def micro(request):
     return MODELS[request.param]()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Exactness tests, not speed tests: one intra-op thread avoids OpenMP stalls when other suites share the 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 TOKENS = st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=3)
