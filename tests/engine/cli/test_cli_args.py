@@ -138,3 +138,16 @@ def test_every_registered_command_uses_a_command_config():
     for name, p in leaves:
         if name in names:
             assert p.get_default("_spec") is not None, name
+
+
+def test_commands_are_imported_not_discovered():
+    """A command module is a plain import of main.py: a broken one fails ``ttscale`` loudly instead of vanishing."""
+    import pathlib
+
+    import engine.cli.main as cli_main
+
+    for path in pathlib.Path(cli_main.__file__).parent.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "importlib" not in text and "__import__" not in text, f"{path.name} looks commands up by name"
+    assert [m.__name__ for m in cli_main.COMMANDS] == ["engine.cli.generate", "engine.cli.search", "engine.cli.eval",
+                                                       "engine.cli.trace", "engine.cli.bench"]
