@@ -42,7 +42,7 @@ from engine.models import load_model
 from engine.search import SearchConfig, Searcher
 from engine.search.prm import ModelPRM, VerifierPRM, load_prm
 from engine.search.prm_protocols import PROTOCOLS
-from engine.search.select import choose_answer
+from engine.search.select import choose_index
 
 TOKEN_SUFFIX = "\n\nThink for up to {n} tokens."
 STEP_SUFFIX = "\n\nThink for up to {n} steps."
@@ -283,15 +283,12 @@ def _parallel_row(ctx: Context, problem, method: str, setting: dict, comps: list
     """One parallel row: the rule of ``method`` picks an answer among ``comps`` (in generation order)."""
     answers = [ctx.extract(problem, c.text) for c in comps]
     scores = [c.score for c in comps]
-    chosen = choose_answer(answers, scores, RULE[method])
-    if RULE[method] == "best" and any(s is not None for s in scores):
-        pick = max(range(len(comps)), key=lambda i: (float("-inf") if scores[i] is None else scores[i], -i))
-    else:
-        pick = answers.index(chosen) if chosen in answers else 0
+    pick = choose_index(answers, scores, RULE[method])   # the one voting rule of engine.search.select
+    chosen = None if pick is None else answers[pick]
     tokens = [_sample_tokens(c) for c in comps]
     thinking = sum(t for t, _ in tokens)
     return new_row(problem.id, method, setting, compute=setting["n"], correct=ctx.is_correct(problem, chosen), prompt=prompt,
-                   generation=comps[pick].text if comps else "", extracted=chosen, gold=problem.answer,
+                   generation=comps[pick].text if pick is not None else (comps[0].text if comps else ""), extracted=chosen, gold=problem.answer,
                    thinking_tokens=thinking, answer_tokens=sum(a for _, a in tokens), wall_s=round(wall, 4),
                    extra={"samples": len(comps), "answers": answers, "scores": scores,
                           "finish": [c.finish_reason for c in comps], **(extra or {})})

@@ -17,11 +17,11 @@ Modules, one concept each:
 from engine.search.config import DEFAULT_SYSTEM_PROMPT, STRATEGIES, SearchConfig
 from engine.search.prm import PRM, ModelPRM, VerifierPRM, aggregate, load_prm
 from engine.search.searcher import Completion, Searcher, SearchResult, default_prm
-from engine.search.select import Candidate, Selection, choose_answer, select, share, votes
+from engine.search.select import Candidate, Selection, choose_answer, choose_index, select, share, votes
 from engine.search.tree import Node, SearchTree
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT", "STRATEGIES", "SearchConfig", "PRM", "ModelPRM", "VerifierPRM", "aggregate", "load_prm",
-    "Completion", "Searcher", "SearchResult", "default_prm", "Candidate", "Selection", "choose_answer", "select", "share",
+    "Completion", "Searcher", "SearchResult", "default_prm", "Candidate", "Selection", "choose_answer", "choose_index", "select", "share",
     "votes", "Node", "SearchTree",
 ]

@@ -102,12 +102,11 @@ def share(survivors: int, width: int) -> list[int]:
     return [width // survivors + (i < width % survivors) for i in range(survivors)]
 
 
-def choose_answer(answers: Sequence[str | None], scores: Sequence[float | None], rule: str) -> str | None:
-    """The final answer among completions: ``best`` (the answer of the best-scored completion that has one),
-    ``majority`` (most frequent equivalent answer) or ``weighted`` (largest sum of scores per equivalent answer).
+def choose_index(answers: Sequence[str | None], scores: Sequence[float | None], rule: str) -> int | None:
+    """The index of the completion that carries the final answer (the rules of :func:`choose_answer`): ``best``, the
+    best-scored completion that has an answer (ties: the earlier); ``majority`` / ``weighted``, the first completion
+    of the winning group of equivalent answers. None when no completion has an answer.
 
-    Completions without an extractable answer never win (a small model often stops short of one). Without any
-    score, ``best`` and ``weighted`` fall back to ``majority``. Returns None when no completion has an answer.
     Refuses an unknown rule and scores of another length.
     """
     if rule not in ANSWER_RULES:
@@ -120,10 +119,22 @@ def choose_answer(answers: Sequence[str | None], scores: Sequence[float | None],
         rule = "majority"
     if rule == "best":
         answered = [i for i, a in enumerate(answers) if a]
-        return answers[min(answered, key=lambda i: (-_rank(scores[i]), i))] if answered else None
+        return min(answered, key=lambda i: (-_rank(scores[i]), i)) if answered else None
     weights = None if rule == "majority" else [max(_rank(s), 0.0) for s in scores]
     groups = group_answers(list(answers), weights)
-    return groups[0].answer if groups else None
+    return groups[0].members[0] if groups else None
+
+
+def choose_answer(answers: Sequence[str | None], scores: Sequence[float | None], rule: str) -> str | None:
+    """The final answer among completions: ``best`` (the answer of the best-scored completion that has one),
+    ``majority`` (most frequent equivalent answer) or ``weighted`` (largest sum of scores per equivalent answer).
+
+    Completions without an extractable answer never win (a small model often stops short of one). Without any
+    score, ``best`` and ``weighted`` fall back to ``majority``. Returns None when no completion has an answer.
+    Refuses an unknown rule and scores of another length (see :func:`choose_index`, which picks the completion).
+    """
+    i = choose_index(answers, scores, rule)
+    return None if i is None else answers[i]
 
 
 def votes(answers: Sequence[str | None], scores: Sequence[float | None]) -> dict[str, str | None]:

@@ -139,3 +139,18 @@ def test_tree_bookkeeping_and_json(tmp_path):
         tree.add(root.id, [], "", "stop")
     with pytest.raises(TTScaleError, match="cannot write"):
         tree.write(str(tmp_path / "no" / "such" / "dir.json"))
+
+
+def test_choose_index_names_the_completion_that_carries_the_answer():
+    from engine.search.select import choose_index
+
+    # The best-scored completion has no answer: the chosen completion is the best one that has one (never index 0).
+    answers, scores = [None, "4", "5"], [0.9, 0.2, 0.7]
+    assert choose_index(answers, scores, "best") == 2 and choose_answer(answers, scores, "best") == "5"
+    # Majority: the first member of the winning group, which may come after a lone earlier answer.
+    assert choose_index(["7", "3", "3"], [None] * 3, "majority") == 1
+    assert choose_index([None, None], [0.5, 0.5], "weighted") is None
+    for rule in ("best", "majority", "weighted"):
+        for answers, scores in ((["1", "2", "2", None], [0.1, 0.3, 0.2, 0.9]), (["a", None, "a"], [None, None, None])):
+            i = choose_index(answers, scores, rule)
+            assert answers[i] == choose_answer(answers, scores, rule)
