@@ -22,9 +22,17 @@ from engine.errors import ConfigError, TTScaleError
 COMMANDS = (generate, search, eval, trace, bench)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with ttscale's error style: a bad flag or value is one ``ttscale: error:`` line (exit status 2) that
+    names the flag and points at the command's ``--help``, instead of a usage block followed by the error."""
+
+    def error(self, message: str):
+        self.exit(2, f"ttscale: error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``ttscale`` parser with every command of :data:`COMMANDS`."""
-    parser = argparse.ArgumentParser(prog="ttscale", description="Test-time scaling for Hugging Face models: budget forcing and search.")
+    """The ``ttscale`` parser with every command of :data:`COMMANDS` (every sub-parser is a :class:`Parser`)."""
+    parser = Parser(prog="ttscale", description="Test-time scaling for Hugging Face models: budget forcing and search.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
         module.add_parser(sub)
@@ -41,9 +49,12 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``ttscale`` console script; returns the exit status."""
+    """Entry point of the ``ttscale`` console script; returns the exit status (0 after ``--help``, 2 for bad input)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a refused flag (2, already printed): a status, not an exception
+        return int(exc.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
