@@ -111,7 +111,7 @@ def run(args) -> int:
 
 def _kept(done: int, writer: JsonlWriter | None) -> str:
     """Where the finished rows of an interrupted run are, in words."""
-    where = f"the {done} finished rows are on stdout" if done else "no row was finished"
+    where = f"the {done} finished row{'' if done == 1 else 's'} {'is' if done == 1 else 'are'} on stdout" if done else "no row was finished"
     if writer is not None:
         where += f"; {writer.path} holds their {writer.rows} trace records"
     return where

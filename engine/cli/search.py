@@ -117,7 +117,8 @@ def run(args) -> int:
             sys.stdout.flush()
     except KeyboardInterrupt:
         sys.stdout.flush()
-        where = f"the {done} finished rows are on stdout" if done else "no row was finished"
+        where = (f"the {done} finished row{'' if done == 1 else 's'} {'is' if done == 1 else 'are'} on stdout" if done
+                 else "no row was finished")
         if nodes is not None:
             where += f"; {opts.tree} holds their search tree ({nodes} nodes)"
         print(f"ttscale: interrupted after {done} of {len(prompts)} rows; {where}", file=sys.stderr)

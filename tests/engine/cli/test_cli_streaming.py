@@ -155,7 +155,7 @@ def test_search_interrupted_keeps_finished_rows_and_tree(capsys, monkeypatch, tm
     assert row["question"] == "What is 1 + 1?"
     tree = json.loads(tree_file.read_text())
     assert [p["question"] for p in tree["problems"]] == ["What is 1 + 1?"]
-    assert f"interrupted after 1 of 2 rows; the 1 finished rows are on stdout; {tree_file} holds their search tree ({len(tree['nodes'])} nodes)" in err
+    assert f"interrupted after 1 of 2 rows; the 1 finished row is on stdout; {tree_file} holds their search tree ({len(tree['nodes'])} nodes)" in err
     assert not [n for n in os.listdir(tmp_path) if ".tmp" in n]  # the atomic write left no temporary file
 
 
