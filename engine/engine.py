@@ -13,6 +13,7 @@ rows with different budgets share a batch.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -98,14 +99,25 @@ class ThinkingEngine:
                  sampling: SamplingConfig | None = None, batch_size: int = 8, max_new_tokens: int | None = None,
                  trace: bool = False, trace_top_k: int = 5, progress: bool = False,
                  **generate_kwargs) -> list[GenerationResult]:
-        """Generate for every prompt, ``batch_size`` at a time, each batch in one ``generate`` call.
+        """Generate for every prompt, ``batch_size`` at a time, each batch in one ``generate`` call; all results in
+        prompt order. The results of :meth:`iter_generate`, collected; it refuses what that refuses."""
+        return [r for batch in self.iter_generate(prompts, budget, sampling, batch_size, max_new_tokens, trace,
+                                                  trace_top_k, progress, **generate_kwargs) for r in batch]
+
+    def iter_generate(self, prompts: list[str], budget: BudgetConfig | list[BudgetConfig] | None = None,
+                      sampling: SamplingConfig | None = None, batch_size: int = 8, max_new_tokens: int | None = None,
+                      trace: bool = False, trace_top_k: int = 5, progress: bool = False,
+                      **generate_kwargs) -> Iterator[list[GenerationResult]]:
+        """Generate for every prompt, ``batch_size`` at a time, yielding each batch's results (in prompt order) as
+        soon as its one ``generate`` call finishes; the next batch starts only when the caller asks for it, so a
+        caller that stops or is interrupted keeps every batch it was given.
 
         ``budget`` is one :class:`BudgetConfig` for every prompt or a list with one per prompt (None items: no
         budget); rows of one batch may mix budgets, and a batch runs to the largest of its rows' token caps.
         ``generate_kwargs`` go to ``model.generate`` (e.g. ``repetition_penalty``); they must not set sampling
         or stopping, which the engine owns. Refuses an empty list, an empty prompt, a budget list whose length is
         not the number of prompts (or with items that are not budgets), ``batch_size < 1`` and a
-        ``max_new_tokens`` below 1, all before any work.
+        ``max_new_tokens`` below 1, all before any work (when this is called, not on the first ``next``).
         """
         sampling = sampling or SamplingConfig()
         if isinstance(prompts, str):
@@ -124,16 +136,25 @@ class ThinkingEngine:
                 built[b] = self.budget_tokens(b)
         tokens = [built[b] for b in budgets]
         caps = [max_new_tokens or self.max_new_tokens(b, t) for b, t in zip(budgets, tokens)]
-        batches = range(0, len(texts), batch_size)
-        if progress and len(batches) > 1:
-            batches = tqdm(batches, desc="generate", unit="batch")
-        results: list[GenerationResult] = []
-        for start in batches:
-            part = slice(start, start + batch_size)
-            seed = None if sampling.seed is None else sampling.seed + start
-            results += self._generate_batch(prompts[part], texts[part], budgets[part], sampling, tokens[part],
-                                            max(caps[part]), seed, trace, trace_top_k, start, generate_kwargs)
-        return results
+        return self._batches(prompts, texts, budgets, sampling, tokens, caps, batch_size, trace, trace_top_k, progress,
+                             generate_kwargs)
+
+    def _batches(self, prompts, texts, budgets, sampling, tokens, caps, batch_size, trace, trace_top_k, progress,
+                 kwargs) -> Iterator[list[GenerationResult]]:
+        """The checked work of :meth:`iter_generate`, one batch per ``next``."""
+        starts = range(0, len(texts), batch_size)
+        bar = tqdm(total=len(starts), desc="generate", unit="batch") if progress and len(starts) > 1 else None
+        try:
+            for start in starts:
+                part = slice(start, start + batch_size)
+                seed = None if sampling.seed is None else sampling.seed + start
+                yield self._generate_batch(prompts[part], texts[part], budgets[part], sampling, tokens[part],
+                                           max(caps[part]), seed, trace, trace_top_k, start, kwargs)
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
 
     @staticmethod
     def _budgets(budget, n: int) -> list[BudgetConfig]:

@@ -7,6 +7,8 @@ config dataclasses (``engine/cli/args.py``): :class:`PromptOptions` here, ``Mode
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field
 
 from engine.engine import ThinkingEngine
@@ -70,6 +72,51 @@ def read_prompts_file(path: str) -> list[str]:
     if not prompts:
         raise TTScaleError(f"--prompts-file {path}: the file holds no prompts")
     return prompts
+
+
+def check_output_file(path: str, flag: str) -> None:
+    """Check, before any model loads, that ``path`` can be written as the output file of ``flag``.
+
+    Refuses, in one sentence naming the flag and the fix, a folder that does not exist, a path that is a directory
+    and a location that cannot be written. Writability is proved, not guessed: an existing file is opened for append
+    (nothing is written to it), a new one is created and removed again.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise TTScaleError(f"{flag} {path}: the folder {folder} does not exist; create it or give another path")
+    if os.path.isdir(path):
+        raise TTScaleError(f"{flag} {path}: is a directory; give a file path (e.g. {os.path.join(path, 'out.json')})")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise TTScaleError(f"{flag} {path}: cannot write there ({exc.__class__.__name__}: {exc.strerror or exc}); "
+                           "give a path in a writable folder") from exc
+    if not existed:
+        os.remove(path)
+
+
+def check_output_dir(path: str, flag: str) -> None:
+    """Check, before any model loads, that ``path`` can be used (created if missing) as the output folder of ``flag``.
+
+    Refuses, in one sentence naming the flag and the fix, a parent folder that does not exist, a path that is a file
+    and a folder that cannot be written. Writability is proved by creating a temporary file in the folder (or, when
+    it does not exist yet, in its parent) and removing it; the folder itself is not created here.
+    """
+    target = os.path.abspath(path)
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise TTScaleError(f"{flag} {path}: is a file, not a directory; give a directory path (it is created if missing)")
+    where = target if os.path.isdir(target) else os.path.dirname(target)
+    if not os.path.isdir(where):
+        raise TTScaleError(f"{flag} {path}: the parent folder {where} does not exist; create it or give another path")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".ttscale-probe-", dir=where)
+    except OSError as exc:
+        raise TTScaleError(f"{flag} {path}: cannot write in {where} ({exc.__class__.__name__}: {exc.strerror or exc}); "
+                           "give a directory in a writable place") from exc
+    os.close(fd)
+    os.remove(probe)
 
 
 def load_engine(model: ModelConfig, fmt: FormatConfig) -> ThinkingEngine:

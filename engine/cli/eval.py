@@ -17,6 +17,7 @@ from benchmarks.eval.config import DEFAULT_BUDGETS, DEFAULT_N, METHODS, EvalConf
 from benchmarks.eval.report import report
 from benchmarks.eval.runner import processes, run_eval
 from engine.cli.args import CommandConfig
+from engine.cli.common import check_output_dir
 from engine.errors import ConfigError
 from engine.models import ModelConfig
 
@@ -68,9 +69,11 @@ def _tables(summary: str) -> str:
 
 
 def run(args) -> int:
-    """``ttscale eval``: validate, run (or resume) on this process's shard, and print the summary on rank 0."""
+    """``ttscale eval``: validate (the ``--out`` location included), run (or resume) on this process's shard, and print
+    the summary on rank 0. Refuses bad flags and an unusable ``--out`` before any model loads."""
     c = SPEC.build(args)
     config, model, opts = c[EvalConfig], c[ModelConfig], c[EvalOptions]
+    check_output_dir(opts.out, "--out")
     procs = processes(model.device)
     result = run_eval(config, opts.out, device=procs.device, device_map=model.device_map, attn=model.attn,
                       trust_remote_code=model.trust_remote_code, progress=opts.progress, procs=procs)

@@ -1,4 +1,5 @@
-"""``ttscale generate``: budget-forced generation in one ``generate`` call per batch.
+"""``ttscale generate``: budget-forced generation in one ``generate`` call per batch; each batch's rows (and trace
+records) are printed (and written) as soon as it finishes, so an interrupted run keeps what it finished.
 
     ttscale generate "What is 7 * 8?" --min-thinking-tokens 64 --max-thinking-tokens 256 --json --trace t.jsonl
     ttscale generate --config budget.yaml "What is 7 * 8?"      # any flag as a YAML key; flags given win
@@ -14,13 +15,13 @@ import sys
 from dataclasses import dataclass, field
 
 from engine.cli.args import CommandConfig
-from engine.cli.common import PromptOptions, load_engine
+from engine.cli.common import PromptOptions, check_output_file, load_engine
 from engine.errors import ConfigError
 from engine.formats import FormatConfig
+from engine.jsonl import JsonlWriter
 from engine.logits.budget import BudgetConfig
 from engine.logits.sampling import SamplingConfig
 from engine.models import ModelConfig
-from engine.trace import write_trace
 
 
 @dataclass(frozen=True)
@@ -51,35 +52,66 @@ def add_parser(sub) -> None:
     g.set_defaults(func=run)
 
 
-def _print_text(results, out) -> None:
-    for i, r in enumerate(results):
-        capped = ", capped" if r.forced_stop else ""
-        print(f"━━ [{i + 1}/{len(results)}] {r.prompt}", file=out)
-        waits = f"{r.waits_injected} continuation{'' if r.waits_injected == 1 else 's'} injected"
-        print(f"── thinking ({r.thinking_tokens} tokens, {waits}{capped})", file=out)
-        print(r.thinking.strip(), file=out)
-        print(f"── answer ({r.answer_tokens} tokens, finish: {r.finish_reason})", file=out)
-        print(r.answer, file=out)
-        print(file=out)
+def _print_text(r, number: int, total: int, out) -> None:
+    """One result as a readable block: prompt, thinking (with what the budget did), answer."""
+    capped = ", capped" if r.forced_stop else ""
+    print(f"━━ [{number}/{total}] {r.prompt}", file=out)
+    waits = f"{r.waits_injected} continuation{'' if r.waits_injected == 1 else 's'} injected"
+    print(f"── thinking ({r.thinking_tokens} tokens, {waits}{capped})", file=out)
+    print(r.thinking.strip(), file=out)
+    print(f"── answer ({r.answer_tokens} tokens, finish: {r.finish_reason})", file=out)
+    print(r.answer, file=out)
+    print(file=out)
 
 
 def run(args) -> int:
-    """``ttscale generate``: check every flag, load the model, generate in batches, print (and write the trace)."""
+    """``ttscale generate``: check every flag and the trace location, load the model, then generate batch by batch,
+    printing each batch's rows (and appending its trace records) as soon as it finishes.
+
+    Refuses bad flags and an unwritable ``--trace`` before the model loads. Interrupted (Ctrl-C), it says on stderr
+    how many rows were finished and where they are, then exits 130.
+    """
     c = SPEC.build(args)  # every value checked before the model loads
     opts = c[GenerateOptions]
     prompts = c[PromptOptions].prompts()
     fmt = c[FormatConfig]
     fmt.thinking_format()
+    if opts.trace:
+        check_output_file(opts.trace, "--trace")
     engine = load_engine(c[ModelConfig], fmt)
     print(f"ttscale: model {c[ModelConfig].model}; {engine.describe()}", file=sys.stderr)
-    results = engine.generate(prompts, c[BudgetConfig], c[SamplingConfig], batch_size=opts.batch_size,
-                              max_new_tokens=opts.max_new_tokens, trace=bool(opts.trace), progress=True)
-    if opts.trace:
-        n = write_trace(opts.trace, results)
-        print(f"ttscale: wrote {n} trace records to {opts.trace} (view: ttscale trace show {opts.trace})", file=sys.stderr)
-    if opts.json:
-        for r in results:
-            print(json.dumps(r.to_json(), ensure_ascii=False))
-    else:
-        _print_text(results, sys.stdout)
+    batches = engine.iter_generate(prompts, c[BudgetConfig], c[SamplingConfig], batch_size=opts.batch_size,
+                                   max_new_tokens=opts.max_new_tokens, trace=bool(opts.trace), progress=True)
+    writer = JsonlWriter(opts.trace, mode="w") if opts.trace else None  # a rerun starts the trace afresh
+    done = 0
+    try:
+        for batch in batches:
+            for r in batch:
+                if writer is not None:
+                    for rec in r.trace:
+                        writer.append(rec)
+                if opts.json:
+                    print(json.dumps(r.to_json(), ensure_ascii=False))
+                else:
+                    _print_text(r, done + 1, len(prompts), sys.stdout)
+                done += 1
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        sys.stdout.flush()
+        print(f"ttscale: interrupted after {done} of {len(prompts)} rows; {_kept(done, writer)}", file=sys.stderr)
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is not None:
+        print(f"ttscale: wrote {writer.rows} trace records to {opts.trace} (view: ttscale trace show {opts.trace})",
+              file=sys.stderr)
     return 0
+
+
+def _kept(done: int, writer: JsonlWriter | None) -> str:
+    """Where the finished rows of an interrupted run are, in words."""
+    where = f"the {done} finished row{'' if done == 1 else 's'} {'is' if done == 1 else 'are'} on stdout" if done else "no row was finished"
+    if writer is not None:
+        where += f"; {writer.path} holds their {writer.rows} trace records"
+    return where

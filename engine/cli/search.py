@@ -8,13 +8,12 @@ Every flag is checked (and a verifier imported) before any model loads; a bad va
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 
 from engine.cli.args import CommandConfig
-from engine.cli.common import PromptOptions
-from engine.errors import ConfigError, TTScaleError
+from engine.cli.common import PromptOptions, check_output_file
+from engine.errors import ConfigError
 from engine.formats import FormatConfig
 from engine.logits.budget import BudgetConfig
 from engine.logits.sampling import SamplingConfig
@@ -81,15 +80,19 @@ def _prm(opts: SearchOptions, model: ModelConfig, config: SearchConfig, policy, 
 
 
 def run(args) -> int:
-    """``ttscale search``: validate everything, load the policy and the PRM, search, print."""
+    """``ttscale search``: validate everything (the ``--tree`` location included), load the policy and the PRM, then
+    search batch by batch, printing each batch's rows and rewriting the tree as soon as the batch finishes.
+
+    Refuses bad flags and an unwritable ``--tree`` before any model loads. Interrupted (Ctrl-C), it says on stderr how
+    many rows were finished and where they are, then exits 130.
+    """
     c = SPEC.build(args)
     config, opts, sampling, fmt, model = c[SearchConfig], c[SearchOptions], c[SamplingConfig], c[FormatConfig], c[ModelConfig]
     prompts = c[PromptOptions].prompts()
     thinking = fmt.thinking_format()
     verifier = VerifierPRM.from_spec(opts.verifier) if opts.verifier else None
-    folder = os.path.dirname(os.path.abspath(opts.tree)) if opts.tree else None
-    if folder and not os.path.isdir(folder):
-        raise TTScaleError(f"--tree {opts.tree}: the folder {folder} does not exist; create it or give another path")
+    if opts.tree:
+        check_output_file(opts.tree, "--tree")
     policy = model.load()
     prm, prm_line = _prm(opts, model, config, policy, verifier)
     system = DEFAULT_SYSTEM_PROMPT if fmt.system is None else (fmt.system or None)
@@ -100,15 +103,28 @@ def run(args) -> int:
     forcing = "; budget forcing on" if searcher.budget else ""
     print(f"ttscale: {config.strategy} N={config.n}{shape}, up to {config.max_steps} steps of <= {config.max_step_tokens} tokens, "
           f"T={sampling.temperature}; model {model.model}; PRM: {prm_line}{forcing}", file=sys.stderr)
-    results = searcher.search(prompts, progress=True)
+    done, nodes = 0, None
+    try:
+        for batch in searcher.iter_search(prompts, progress=True):
+            if opts.tree:  # after every batch, atomically: a crash leaves the last complete tree
+                nodes = batch[0].tree.write(opts.tree)
+            for r in batch:
+                if opts.json:
+                    print(json.dumps({**r.to_json(), "prm": prm_line}, ensure_ascii=False))
+                else:
+                    print_result(r, sys.stdout)
+                done += 1
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        sys.stdout.flush()
+        where = (f"the {done} finished row{'' if done == 1 else 's'} {'is' if done == 1 else 'are'} on stdout" if done
+                 else "no row was finished")
+        if nodes is not None:
+            where += f"; {opts.tree} holds their search tree ({nodes} nodes)"
+        print(f"ttscale: interrupted after {done} of {len(prompts)} rows; {where}", file=sys.stderr)
+        raise
     if opts.tree:
-        n = results[0].tree.write(opts.tree)
-        print(f"ttscale: wrote {n} search-tree nodes to {opts.tree}", file=sys.stderr)
-    for r in results:
-        if opts.json:
-            print(json.dumps({**r.to_json(), "prm": prm_line}, ensure_ascii=False))
-        else:
-            print_result(r, sys.stdout)
+        print(f"ttscale: wrote {nodes} search-tree nodes to {opts.tree}", file=sys.stderr)
     return 0
 
 

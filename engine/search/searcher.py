@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
@@ -168,7 +168,16 @@ class Searcher:
         """Search every question (``batch_problems`` at a time, in one decode loop per batch); one result each.
 
         All results share one :class:`SearchTree` (``result.tree``; nodes carry their problem index).
-        Refuses an empty list and empty questions (before any work).
+        The results of :meth:`iter_search`, collected; refuses an empty list and empty questions (before any work).
+        """
+        return [r for batch in self.iter_search(questions, progress) for r in batch]
+
+    def iter_search(self, questions: str | list[str], progress: bool = False) -> Iterator[list[SearchResult]]:
+        """Search every question like :meth:`search`, yielding each batch's results (in question order) as soon as its
+        decode loop finishes; the next batch starts only when the caller asks for it. Every result of every batch
+        shares the same :class:`SearchTree`, which grows batch by batch (write it after each to keep what is done).
+
+        Refuses an empty list and empty questions when called, before any work.
         """
         questions = [questions] if isinstance(questions, str) else list(questions)
         if not questions:
@@ -179,17 +188,20 @@ class Searcher:
         seed = self.sampling.seed if self.sampling.seed is not None else random.randrange(2**62)
         self._gen = torch.Generator(device=device).manual_seed(seed)
         self._seeds = random.Random(seed)  # per-branch budget-forcing seeds
-        tree, out, bar = SearchTree(), [], None
+        return self._batches(questions, prompts, ids, progress)
+
+    def _batches(self, questions, prompts, ids, progress: bool) -> Iterator[list[SearchResult]]:
+        """The checked work of :meth:`iter_search`, one batch per ``next``."""
+        tree, bar = SearchTree(), None
         if progress:
             bar = tqdm(desc=f"search {self.config.strategy}", unit="tok", leave=False)
         b = self.batch_size(max(len(x) for x in ids))
         try:
             for at in range(0, len(questions), b):
-                out += self._search_batch(questions[at: at + b], prompts[at: at + b], ids[at: at + b], tree, bar)
+                yield self._search_batch(questions[at: at + b], prompts[at: at + b], ids[at: at + b], tree, bar)
         finally:
             if bar is not None:
                 bar.close()
-        return out
 
     def batch_size(self, prompt_tokens: int) -> int:
         """Problems per decode loop: ``batch_problems``, lowered so that a batch's worst case (no prefix shared past

@@ -17,6 +17,7 @@ earlier candidate of its group); ``finished`` (a completion: it ended with an en
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 
 from engine.errors import TTScaleError
@@ -140,10 +141,18 @@ class SearchTree:
         return {"problems": probs, "nodes": [asdict(n) for n in keep]}
 
     def write(self, path: str) -> int:
-        """Write :meth:`to_json` to ``path``; returns the number of nodes. Refuses an unwritable path."""
+        """Write :meth:`to_json` to ``path`` atomically (a temporary file, then a rename: a crash mid-write leaves the
+        previous complete tree); returns the number of nodes. Refuses an unwritable path."""
+        tmp = f"{path}.tmp{os.getpid()}"
         try:
-            with open(path, "w", encoding="utf-8") as fh:
+            with open(tmp, "w", encoding="utf-8") as fh:
                 json.dump(self.to_json(), fh, ensure_ascii=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
         except OSError as exc:
             raise TTScaleError(f"--tree {path}: cannot write it ({exc.__class__.__name__}: {exc}); give a writable file path") from exc
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
         return len(self.nodes)
