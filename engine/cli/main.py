@@ -10,10 +10,7 @@ printed as one ``ttscale: error: ...`` sentence, exit status 2.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import logging
-import os
-import re
 import sys
 
 from transformers.utils import logging as hf_logging
@@ -21,26 +18,9 @@ from transformers.utils import logging as hf_logging
 from engine.cli import bench, eval, generate, search, trace
 from engine.cli.args import render_config_error
 from engine.errors import ConfigError, TTScaleError
+from engine.version import package_version
 
 COMMANDS = (generate, search, eval, trace, bench)
-
-
-def package_version() -> str:
-    """The installed ``ttscale`` version (package metadata), else the ``version=`` of the checkout's setup.py.
-
-    Returns ``"unknown"`` when neither is available; refuses nothing.
-    """
-    try:
-        return importlib.metadata.version("ttscale")
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    setup = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "setup.py")
-    try:
-        with open(setup, encoding="utf-8") as fh:
-            found = re.search(r"""\bversion\s*=\s*["']([^"']+)["']""", fh.read())
-    except OSError:
-        found = None
-    return found.group(1) if found else "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:

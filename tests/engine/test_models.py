@@ -6,9 +6,11 @@ import struct
 import pytest
 import torch
 
-from engine.cli.main import main, package_version
+import engine.version as version_module
+from engine.cli.main import main
 from engine.errors import ConfigError, TTScaleError
 from engine.models import ModelConfig, gguf_to_safetensors, load_model, pick_attention, pick_dtype, resolve_model
+from engine.version import package_version
 
 GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (flash-attn / bitsandbytes paths)")
 
@@ -211,3 +213,12 @@ def test_version(capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert out == f"ttscale {package_version()}\n" and package_version() not in ("", "unknown")
+
+
+def test_version_falls_back_to_setup_py(monkeypatch):
+    def not_installed(name):
+        raise version_module.importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(version_module.importlib.metadata, "version", not_installed)
+    with open(os.path.join(os.path.dirname(version_module.__file__), "..", "setup.py"), encoding="utf-8") as fh:
+        assert f'version="{package_version()}"' in fh.read()
