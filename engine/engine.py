@@ -22,6 +22,7 @@ from transformers import LogitsProcessorList
 
 from engine.errors import TTScaleError
 from engine.formats import ThinkingFormat, build_prompt, get_format, prompt_style
+from engine.limits import check_context
 from engine.logits.budget import ANSWER, THINKING, BudgetConfig, BudgetForcingProcessor, BudgetTokens
 from engine.logits.sampling import SamplingConfig
 from engine.models import load_model
@@ -117,7 +118,9 @@ class ThinkingEngine:
         ``generate_kwargs`` go to ``model.generate`` (e.g. ``repetition_penalty``); they must not set sampling
         or stopping, which the engine owns. Refuses an empty list, an empty prompt, a budget list whose length is
         not the number of prompts (or with items that are not budgets), ``batch_size < 1`` and a
-        ``max_new_tokens`` below 1, all before any work (when this is called, not on the first ``next``).
+        ``max_new_tokens`` below 1, and a prompt whose tokens plus its batch's token cap pass the model's maximum
+        positions (:func:`engine.limits.check_context`, with the numbers), all before any work (when this is called,
+        not on the first ``next``).
         """
         sampling = sampling or SamplingConfig()
         if isinstance(prompts, str):
@@ -136,6 +139,7 @@ class ThinkingEngine:
                 built[b] = self.budget_tokens(b)
         tokens = [built[b] for b in budgets]
         caps = [max_new_tokens or self.max_new_tokens(b, t) for b, t in zip(budgets, tokens)]
+        self._check_context(texts, caps, batch_size, explicit_cap=max_new_tokens is not None)
         return self._batches(prompts, texts, budgets, sampling, tokens, caps, batch_size, trace, trace_top_k, progress,
                              generate_kwargs)
 
@@ -155,6 +159,15 @@ class ThinkingEngine:
         finally:
             if bar is not None:
                 bar.close()
+
+    def _check_context(self, texts: list[str], caps: list[int], batch_size: int, explicit_cap: bool) -> None:
+        """Refuse, before any work, a prompt whose tokens plus its batch's token cap pass the model's positions."""
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=self.style.add_special_tokens)["input_ids"]]
+        fix = "--max-new-tokens" if explicit_cap else "--max-thinking-tokens / --max-answer-tokens (or set --max-new-tokens)"
+        for at in range(0, len(texts), batch_size):
+            cap = max(caps[at: at + batch_size])
+            for i in range(at, min(at + batch_size, len(texts))):
+                check_context(self.model, lengths[i], cap, f"prompt {i + 1} of {len(texts)}", fix=fix)
 
     @staticmethod
     def _budgets(budget, n: int) -> list[BudgetConfig]:

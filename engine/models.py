@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import re
 import shutil
+import struct
 from dataclasses import dataclass, field
 
 import torch
 from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-from engine.errors import TTScaleError
+from engine.errors import ConfigError, TTScaleError
 
 log = logging.getLogger(__name__)
 
@@ -92,25 +94,99 @@ def _embedded_gguf(name: str) -> str:
     return path
 
 
+GGUF_MAGIC = b"GGUF"
+GGUF_VERSIONS = (1, 2, 3)
+_GGUF_MAX_COUNT = 1 << 24  # no real GGUF has 16 million tensors or metadata keys; a larger count is a broken header
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model")
+
+
+def check_gguf(path: str) -> None:
+    """Sniff a ``.gguf`` file's header before anything hands it to transformers.
+
+    Refuses (one sentence naming the file and the fix) an empty file, a file that does not start with the GGUF
+    magic bytes, a header cut short, an unknown GGUF version, and tensor or metadata counts no real file has.
+    What the header cannot show (a body cut short or garbled) is caught by :func:`gguf_to_safetensors`.
+    """
+    fix = "re-download it or give another model"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+    except OSError as exc:
+        raise TTScaleError(f"the GGUF file {path} cannot be read ({exc.strerror or exc}); check its permissions or give another model") from exc
+    if not head:
+        raise TTScaleError(f"the GGUF file {path} is empty (0 bytes); {fix}")
+    if head[:4] != GGUF_MAGIC:
+        raise TTScaleError(f"the file {path} is not a GGUF file (it does not start with the bytes GGUF); {fix}")
+    if len(head) < 8:
+        raise TTScaleError(f"the GGUF file {path} is cut short ({len(head)} bytes, too few for a GGUF header); {fix}")
+    version = struct.unpack("<I", head[4:8])[0]
+    if version not in GGUF_VERSIONS:
+        raise TTScaleError(f"the GGUF file {path} declares GGUF version {version}, and only versions 1, 2 and 3 exist; {fix}")
+    need = 16 if version == 1 else 24
+    if len(head) < need:
+        raise TTScaleError(f"the GGUF file {path} is cut short ({len(head)} bytes, too few for a GGUF header); {fix}")
+    fmt = "<II" if version == 1 else "<QQ"
+    tensors, keys = struct.unpack(fmt, head[8:need])
+    if tensors > _GGUF_MAX_COUNT or keys > _GGUF_MAX_COUNT:
+        raise TTScaleError(f"the GGUF file {path} has a broken header ({tensors} tensors, {keys} metadata keys); {fix}")
+
+
+def check_model_dir(path: str, spec: str | None = None) -> None:
+    """Check that a local directory is a complete transformers model before loading it.
+
+    Refuses a directory without ``config.json``, a ``config.json`` that is not a JSON object, and a directory
+    without weights (``*.safetensors``, ``*.bin``) or tokenizer files (``tokenizer.json``, ``tokenizer.model``,
+    ``vocab.json``, ...), each in one sentence naming the directory and what is missing.
+    """
+    name = spec or path
+    config = os.path.join(path, "config.json")
+    if not os.path.isfile(config):
+        raise TTScaleError(f"--model {name}: the directory has no config.json, so it is not a transformers model directory")
+    try:
+        with open(config, encoding="utf-8") as fh:
+            parsed = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise TTScaleError(f"--model {name}: {config} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                           "restore it from the model's source") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TTScaleError(f"--model {name}: {config} cannot be read as UTF-8 JSON; restore it from the model's source") from exc
+    if not isinstance(parsed, dict):
+        raise TTScaleError(f"--model {name}: {config} holds a JSON {type(parsed).__name__}, not an object of model settings; "
+                           "restore it from the model's source")
+    files = os.listdir(path)
+    missing = []
+    if not any(f.endswith(_WEIGHT_SUFFIXES) for f in files):
+        missing.append("weights (*.safetensors or *.bin)")
+    if not any(f in _TOKENIZER_FILES or f.endswith(".tiktoken") for f in files):
+        missing.append("tokenizer files (tokenizer.json, tokenizer.model or vocab.json)")
+    if missing:
+        raise TTScaleError(f"--model {name}: the directory has a config.json but no {' and no '.join(missing)}; "
+                           "copy the missing files from the model's source (save_pretrained writes both)")
+
+
 def resolve_model(spec: str) -> tuple[str, str]:
     """Classify a ``--model`` value as ``("gguf", path)``, ``("dir", path)`` or ``("hub", id)``.
 
-    Refuses an empty value, a path that does not exist, a directory without ``config.json``, and a bare name
-    that is neither an embedded model nor shaped like a hub id (``owner/name``).
+    Refuses an empty value, a path that does not exist, a ``.gguf`` file that is not GGUF (:func:`check_gguf`),
+    a directory that is not a complete model (:func:`check_model_dir`), and a bare name that is neither an
+    embedded model nor shaped like a hub id (``owner/name``).
     """
     if not spec or not spec.strip():
         raise TTScaleError("--model is empty; give an embedded name (" + ", ".join(EMBEDDED_MODELS) + "), a local path or a hub id")
     spec = spec.strip()
     if spec in EMBEDDED_MODELS:
-        return "gguf", _embedded_gguf(spec)
+        embedded = _embedded_gguf(spec)
+        check_gguf(embedded)
+        return "gguf", embedded
     path = os.path.expanduser(spec)
     if path.endswith(".gguf"):
         if not os.path.isfile(path):
             raise TTScaleError(f"--model {spec}: no such GGUF file")
+        check_gguf(path)
         return "gguf", os.path.abspath(path)
     if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, "config.json")):
-            raise TTScaleError(f"--model {spec}: the directory has no config.json, so it is not a transformers model directory")
+        check_model_dir(path, spec)
         return "dir", os.path.abspath(path)
     if spec.startswith((".", "/", "~")) or os.sep in spec and not _HUB_ID.match(spec):
         raise TTScaleError(f"--model {spec}: no such file or directory")
@@ -128,31 +204,67 @@ def gguf_to_safetensors(gguf_path: str) -> str:
     The cache key is the file's absolute path, size and modification time, so a changed file is converted
     again. Conversion happens under a file lock and into a temporary directory that is renamed at the end,
     so concurrent processes (``accelerate launch``) never see a half-written model.
+
+    Refuses a file whose header is not GGUF (:func:`check_gguf`) and, in one sentence, any file the GGUF
+    reader or transformers cannot convert (a body cut short, an unsupported architecture); a failed conversion
+    leaves neither a lock file nor a partial directory in the cache.
     """
+    check_gguf(gguf_path)
     st = os.stat(gguf_path)
     key = hashlib.sha1(f"{os.path.abspath(gguf_path)}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:12]
     stem = os.path.basename(gguf_path)[: -len(".gguf")]
-    target = os.path.join(cache_root(), "models", f"{stem}-{key}")
+    models = os.path.join(cache_root(), "models")
+    target = os.path.join(models, f"{stem}-{key}")
     if os.path.isfile(os.path.join(target, "config.json")):
         return target
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    with FileLock(target + ".lock"):
-        if os.path.isfile(os.path.join(target, "config.json")):
-            return target
-        log.warning("converting %s to safetensors once (about 30 s); later loads read %s", os.path.basename(gguf_path), target)
-        folder, name = os.path.split(gguf_path)
+    os.makedirs(models, exist_ok=True)
+    lock, tmp = target + ".lock", target + ".tmp"
+    try:
+        with FileLock(lock):
+            if os.path.isfile(os.path.join(target, "config.json")):
+                return target
+            log.warning("converting %s to safetensors once (about 30 s); later loads read %s", os.path.basename(gguf_path), target)
+            _convert_gguf(gguf_path, tmp)
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            os.remove(lock)
+        except OSError:
+            pass
+        try:
+            os.rmdir(models)  # only when the failed conversion was all it would have held
+        except OSError:
+            pass
+        raise
+    return target
+
+
+def _convert_gguf(gguf_path: str, out: str) -> None:
+    """Dequantise ``gguf_path`` into a plain fp32 safetensors model with its tokenizer in ``out``.
+
+    Any error from the GGUF reader or transformers is re-raised as one :class:`TTScaleError` sentence.
+    """
+    folder, name = os.path.split(gguf_path)
+    shutil.rmtree(out, ignore_errors=True)
+    try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
         # REFERENCE §5: dropping the GGUF quantizer makes save_pretrained write plain fp32 safetensors.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        tmp = target + ".tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
-    return target
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    except Exception as exc:  # the GGUF reader raises anything (ValueError, KeyError, IndexError, struct.error) on a bad body
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")[:200]
+        raise TTScaleError(f"the GGUF file {gguf_path} could not be converted ({type(exc).__name__}: {reason}); "
+                           "re-download it, or give a transformers model directory instead") from exc
+
+
+_DEVICE = re.compile(r"auto|cpu|cuda|cuda:\d+|mps")
+DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2")
 
 
 def pick_device(device: str = "auto") -> str:
@@ -179,9 +291,8 @@ def pick_dtype(dtype: str, device: str) -> torch.dtype:
 
 def pick_attention(attn: str, device: str) -> str:
     """``auto`` means flash-attn 2 when it is installed and we run on a GPU, else SDPA."""
-    allowed = ("auto", "sdpa", "eager", "flash_attention_2")
-    if attn not in allowed:
-        raise TTScaleError(f"--attn {attn}: unknown attention implementation; use one of {', '.join(allowed)}")
+    if attn not in ATTENTION:
+        raise TTScaleError(f"--attn {attn}: unknown attention implementation; use one of {', '.join(ATTENTION)}")
     has_flash = importlib.util.find_spec("flash_attn") is not None
     if attn == "auto":
         return "flash_attention_2" if has_flash and device.startswith("cuda") else "sdpa"
@@ -224,6 +335,21 @@ class ModelConfig:
     attn: str = field(default="auto", metadata={"help": "attention: auto (flash_attention_2 if installed on GPU, else sdpa), sdpa, eager, flash_attention_2"})
     quantization: str | None = field(default=None, metadata={"help": "bitsandbytes quantisation (GPU only)", "choices": ["4bit", "8bit"]})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow the model repository's own Python code to run"})
+
+    def __post_init__(self):
+        """Refuse values of the wrong kind before anything loads (a missing GPU is :func:`pick_device`'s to report).
+
+        Refuses an empty ``model``, a ``device`` other than auto, cpu, cuda, cuda:N or mps, a ``dtype`` that
+        :func:`pick_dtype` does not know, and an ``attn`` other than auto, sdpa, eager or flash_attention_2.
+        """
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigError("`model` is empty; give an embedded name (" + ", ".join(EMBEDDED_MODELS) + "), a local path or a hub id")
+        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
+            raise ConfigError(f"`device` {self.device!r} is not a device; use auto, cpu, cuda, cuda:N (N a GPU index) or mps")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"`dtype` {self.dtype!r} is not a dtype; use auto, float32, bfloat16 or float16 (or fp32, bf16, fp16)")
+        if self.attn not in ATTENTION:
+            raise ConfigError(f"`attn` {self.attn!r} is not an attention implementation; use one of {', '.join(ATTENTION)}")
 
     def load(self) -> LoadedModel:
         """The model and tokenizer (see :func:`load_model` for what is refused)."""

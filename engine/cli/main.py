@@ -18,6 +18,7 @@ from transformers.utils import logging as hf_logging
 from engine.cli import bench, eval, generate, search, trace
 from engine.cli.args import render_config_error
 from engine.errors import ConfigError, TTScaleError
+from engine.version import package_version
 
 COMMANDS = (generate, search, eval, trace, bench)
 
@@ -31,8 +32,9 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``ttscale`` parser with every command of :data:`COMMANDS` (every sub-parser is a :class:`Parser`)."""
+    """The ``ttscale`` parser with every command of :data:`COMMANDS` and ``--version`` (every sub-parser is a :class:`Parser`)."""
     parser = Parser(prog="ttscale", description="Test-time scaling for Hugging Face models: budget forcing and search.")
+    parser.add_argument("--version", action="version", version=f"ttscale {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
         module.add_parser(sub)
