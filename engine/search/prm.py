@@ -41,6 +41,7 @@ ids are a prefix of the new ids, so incremental scores equal full re-scores what
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -456,6 +457,16 @@ class VerifierPRM(PRM):
         if not callable(fn):
             raise TTScaleError(f"verifier {name or fn!r} is not callable (it is a {type(fn).__name__}); give a function")
         self.fn, self.name = fn, name or getattr(fn, "__name__", "verifier")
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):  # builtins without a signature: checked when called
+            signature = None
+        if signature is not None:
+            try:
+                signature.bind("question", ["step"])
+            except TypeError as exc:
+                raise TTScaleError(f"verifier {self.name} must take (question, steps) and return one score per step; its "
+                                   f"signature is {self.name.split(':')[-1]}{signature} ({exc})") from exc
 
     @classmethod
     def from_spec(cls, spec: str) -> "VerifierPRM":
@@ -475,16 +486,58 @@ class VerifierPRM(PRM):
         return cls(fn, name=spec)
 
     def score(self, question, candidates):
-        """The callable's scores as floats; refuses a result that is not one number (or bool) per step."""
+        """The callable's scores as floats, each checked before use.
+
+        Refuses, in one sentence naming the verifier and the question, a call that raises, a result that is not one
+        number (or bool) per step, and scores that are NaN, infinite or outside [0, 1] (the PRM contract).
+        """
         _check_candidates(question, candidates)
         out = []
         for steps in candidates:
-            scores = self.fn(question, list(steps)) if steps else []
-            if not isinstance(scores, (list, tuple)) or len(scores) != len(steps) or \
+            try:
+                scores = self.fn(question, list(steps)) if steps else []
+            except Exception as exc:  # noqa: BLE001 - the user's function failed: one sentence, not their traceback
+                raise TTScaleError(f"verifier {self.name} raised {type(exc).__name__}: {exc} on question {_short(question)} "
+                                   f"with {len(steps)} step(s); fix the function (it must not raise on any step text)") from exc
+            if isinstance(scores, (str, bytes)) or not hasattr(scores, "__len__") or len(scores) != len(steps) or \
                     not all(isinstance(s, (bool, int, float)) for s in scores):
-                raise TTScaleError(f"verifier {self.name} returned {scores!r} for {len(steps)} steps; it must return one score (float or bool) per step")
-            out.append([float(s) for s in scores])
+                raise TTScaleError(f"verifier {self.name} returned {_short(scores)} for {len(steps)} steps of question "
+                                   f"{_short(question)}; it must return one score (float or bool) per step")
+            values = [float(s) for s in scores]
+            bad = next((v for v in values if not math.isfinite(v) or not 0.0 <= v <= 1.0), None)
+            if bad is not None:
+                raise TTScaleError(f"verifier {self.name} returned the score {bad} for question {_short(question)}; "
+                                   "scores must be finite numbers in [0, 1]")
+            out.append(values)
         return out
+
+
+def check_scores(prm: PRM, question: str, candidates: list[list[str]], scores) -> list[list[float]]:
+    """Validate what any PRM's ``score`` returned before a search uses it: one list per candidate, one finite score in
+    [0, 1] per step. Refuses anything else in one sentence naming the PRM (a custom PRM or a broken model)."""
+    who = getattr(prm, "name", type(prm).__name__)
+    if not isinstance(scores, (list, tuple)) or len(scores) != len(candidates):
+        raise TTScaleError(f"PRM {who} returned {_short(scores)} for {len(candidates)} candidates of question {_short(question)}; "
+                           "it must return one list of step scores per candidate")
+    out = []
+    for steps, row in zip(candidates, scores):
+        if isinstance(row, (str, bytes)) or not hasattr(row, "__len__") or len(row) != len(steps) or \
+                not all(isinstance(v, (bool, int, float)) for v in row):
+            raise TTScaleError(f"PRM {who} returned {_short(row)} for a candidate of {len(steps)} steps (question "
+                               f"{_short(question)}); it must return one score per step")
+        values = [float(v) for v in row]
+        bad = next((v for v in values if not math.isfinite(v) or not 0.0 <= v <= 1.0), None)
+        if bad is not None:
+            raise TTScaleError(f"PRM {who} returned the score {bad} for question {_short(question)}; scores must be finite "
+                               "numbers in [0, 1] (a NaN usually means the model overflowed: try --dtype float32)")
+        out.append(values)
+    return out
+
+
+def _short(value, limit: int = 60) -> str:
+    """``repr`` of a value cut to ``limit`` characters, for error sentences."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ─── loading ───────────────────────────────────────────────────────────────────────────────────────────────────

@@ -32,7 +32,7 @@ from engine.logits.budget import BudgetConfig, BudgetTokens
 from engine.logits.sampling import SamplingConfig
 from engine.search.config import DEFAULT_SYSTEM_PROMPT, SearchConfig
 from engine.search.expand import BranchBudget, Expander, Row
-from engine.search.prm import PRM, ModelPRM, aggregate
+from engine.search.prm import PRM, ModelPRM, aggregate, check_scores
 from engine.search.select import Candidate, choose_answer, select, share, votes
 from engine.search.tree import SearchTree
 
@@ -317,7 +317,8 @@ class Searcher:
 
     def _score_nodes(self, tree: SearchTree, p: _Problem, nodes: list[int]) -> None:
         before = self.prm.forward_tokens
-        scores = self.prm.score(p.question, [tree.step_texts(n) for n in nodes])
+        candidates = [tree.step_texts(n) for n in nodes]
+        scores = check_scores(self.prm, p.question, candidates, self.prm.score(p.question, candidates))
         p.prm_tokens += self.prm.forward_tokens - before
         for n, s in zip(nodes, scores):
             for node in tree.path(n):
