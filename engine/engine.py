@@ -225,7 +225,8 @@ class ThinkingEngine:
         tok = self.tokenizer
         head = {"type": "generation", "prompt_index": index, "prompt": res.prompt, "rendered_prompt": text,
                 "format": asdict(self.format), "template": self.style.kind, "budget": asdict(budget),
-                "sampling": asdict(sampling), **{k: v for k, v in res.to_json().items() if k != "prompt"}}
+                "sampling": asdict(sampling), **{k: v for k, v in res.to_json().items() if k != "prompt"},
+                "generated_tokens": len(st.tokens)}  # lets a reader tell a complete trace from one cut short
         records = [head]
         for pos, (tid, source, reason, category, phase, prob) in enumerate(st.tokens):
             rec = {"type": "token", "prompt_index": index, "position": pos, "id": tid, "text": tok.decode([tid]),

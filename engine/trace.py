@@ -35,12 +35,35 @@ def write_trace(path: str, results) -> int:
     return write_jsonl_atomic(path, (rec for res in results for rec in res.trace))
 
 
+HEADER_FIELDS = ("prompt_index", "prompt", "thinking_tokens", "answer_tokens", "waits_injected", "forced_stop", "finish_reason")
+TOKEN_FIELDS = ("prompt_index", "position", "id", "text", "phase", "kind", "source", "reason")
+
+
 def read_trace(path: str) -> list[dict]:
-    """Read a trace file; refuses a missing file, a line that is not a JSON object and records without a type."""
+    """Read a trace file and check every record's shape.
+
+    Refuses a missing file, a line that is not a JSON object, a record whose ``type`` is not ``generation`` or
+    ``token``, a record missing one of its fields, and token records of a prompt that has no header — each in one
+    sentence naming the file and the record. A trace cut short (fewer token records than its header's
+    ``generated_tokens``) is read; :func:`render_trace` says so in that prompt's header.
+    """
     records = read_jsonl(path, what="trace file", hint="was it written by ttscale --trace?")
+    heads = set()
     for n, rec in enumerate(records, 1):
-        if "type" not in rec:
-            raise TTScaleError(f"trace file {path}, record {n}: not a ttscale trace record (it has no 'type' field)")
+        kind = rec.get("type")
+        if kind not in ("generation", "token"):
+            why = "it has no 'type' field" if kind is None else f"its type is {kind!r}"
+            raise TTScaleError(f"trace file {path}, record {n}: not a ttscale trace record ({why}); was it written by ttscale --trace?")
+        needed = HEADER_FIELDS if kind == "generation" else TOKEN_FIELDS
+        missing = [f for f in needed if f not in rec]
+        if missing:
+            raise TTScaleError(f"trace file {path}, record {n}: a {kind} record without {', '.join(missing)}; the file was edited "
+                               "or written by another tool, so regenerate it with --trace")
+        if kind == "generation":
+            heads.add(rec["prompt_index"])
+        elif rec["prompt_index"] not in heads:
+            raise TTScaleError(f"trace file {path}, record {n}: a token of prompt {rec['prompt_index']} before (or without) "
+                               "that prompt's generation record; regenerate the trace with --trace")
     return records
 
 
@@ -69,6 +92,10 @@ def render_trace(records: list[dict], color: bool = True, prompt_index: int | No
         out.append(paint(f"━━ prompt {idx}: {head['prompt']}", "1"))
         out.append(f"   thinking {head['thinking_tokens']} tok · answer {head['answer_tokens']} tok · "
                    f"waits {head['waits_injected']} · forced stop {head['forced_stop']} · finish {head['finish_reason']}")
+        expected = head.get("generated_tokens")
+        if isinstance(expected, int) and len(toks) != expected:
+            out.append(paint(f"   ⚠ trace cut short: {len(toks)} of this prompt's {expected} token records are in the file; "
+                             "the counts above are the generation's, the text below is partial", "31"))
         parts, phase = [], None
         for t in toks:
             if t["phase"] != phase:

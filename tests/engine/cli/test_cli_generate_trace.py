@@ -70,3 +70,16 @@ def test_delimiter_checked_against_model_tokenizer(capsys, smol_dir):
 def test_console_script_installed():
     out = subprocess.run([sys.executable, "-m", "engine.cli", "generate", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--min-thinking-tokens" in out.stdout and "--trace" in out.stdout
+
+
+def test_a_real_trace_is_complete_and_says_nothing_of_cuts(capsys, tmp_path, tiny_model_dir):
+    trace = tmp_path / "t.jsonl"
+    code, _, _ = run(capsys, "generate", "What is 2+2?", "Name a color.", "--model", tiny_model_dir, "--max-thinking-tokens", "6",
+                     "--max-answer-tokens", "3", "--json", "--trace", str(trace))
+    assert code == 0
+    records = [json.loads(line) for line in trace.read_text().splitlines()]
+    for head in (r for r in records if r["type"] == "generation"):
+        tokens = [r for r in records if r["type"] == "token" and r["prompt_index"] == head["prompt_index"]]
+        assert head["generated_tokens"] == len(tokens) > 0
+    code, out, _ = run(capsys, "trace", "show", str(trace), "--no-color")
+    assert code == 0 and "cut short" not in out
