@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from engine.cli.args import CommandConfig
 from engine.cli.common import PromptOptions, check_output_file
-from engine.errors import ConfigError
+from engine.errors import ConfigError, TTScaleError
 from engine.formats import FormatConfig
 from engine.logits.budget import BudgetConfig
 from engine.logits.sampling import SamplingConfig
@@ -89,6 +89,9 @@ def run(args) -> int:
     c = SPEC.build(args)
     config, opts, sampling, fmt, model = c[SearchConfig], c[SearchOptions], c[SamplingConfig], c[FormatConfig], c[ModelConfig]
     prompts = c[PromptOptions].prompts()
+    if sampling.greedy and config.n > 1:
+        raise TTScaleError(f"--temperature 0 is greedy, so the {config.n} candidates of {config.strategy} would be identical; "
+                           "use a --temperature above 0 (search's default is 0.8) or --n 1")
     thinking = fmt.thinking_format()
     verifier = VerifierPRM.from_spec(opts.verifier) if opts.verifier else None
     if opts.tree:

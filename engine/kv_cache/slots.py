@@ -21,6 +21,10 @@ import heapq
 
 from engine.errors import TTScaleError
 
+
+class KVCacheFull(TTScaleError):
+    """The cache's ``max_tokens`` would be exceeded (callers that set the cap on a user's behalf re-word it)."""
+
 MIN_CAPACITY = 64  # smallest pool worth allocating; below this, growth and shrink churn for nothing
 
 
@@ -51,12 +55,12 @@ class SlotAllocator:
     def alloc(self, n: int) -> list[int]:
         """Return ``n`` free slot ids (lowest first), growing the pool if needed.
 
-        Refuses (``TTScaleError``) when ``used + n`` would exceed ``max_tokens``.
+        Refuses (:class:`KVCacheFull`, a ``TTScaleError``) when ``used + n`` would exceed ``max_tokens``.
         """
         if n < 0:
             raise TTScaleError(f"alloc(n) needs n >= 0, got {n}")
         if self.max_tokens is not None and self.used + n > self.max_tokens:
-            raise TTScaleError(
+            raise KVCacheFull(
                 f"max_tokens={self.max_tokens} would be exceeded: {self.used} tokens are stored and {n} more were asked for; "
                 "release branches you no longer need or create the KVCacheManager with a larger max_tokens"
             )

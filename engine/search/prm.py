@@ -583,9 +583,13 @@ def load_prm(spec: str, protocol: str, trust_remote_code: bool = False, *, dtype
         return VerifierPRM.from_spec(spec)
     if protocol not in PROTOCOLS:
         raise TTScaleError(f"PRM protocol {protocol!r} is unknown; use one of {', '.join(PROTOCOLS)} or verifier")
-    if PROTOCOLS[protocol].head == "lm":
-        loaded = load_model(spec, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
-        model, tokenizer = loaded.model, loaded.tokenizer
-    else:
-        model, tokenizer = _load_classifier(spec, trust_remote_code, dtype, device)
+    try:
+        if PROTOCOLS[protocol].head == "lm":
+            loaded = load_model(spec, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+            model, tokenizer = loaded.model, loaded.tokenizer
+        else:
+            model, tokenizer = _load_classifier(spec, trust_remote_code, dtype, device)
+    except TTScaleError as exc:  # the loaders speak of --model; here the user gave --prm
+        message = str(exc)
+        raise TTScaleError("--prm " + message[len("--model "):] if message.startswith("--model ") else message) from exc
     return ModelPRM(model, tokenizer, protocol, batch_size=batch_size, max_cache_tokens=max_cache_tokens)

@@ -25,9 +25,10 @@ import torch
 from tqdm.auto import tqdm
 
 from engine.answers import extract_answer
-from engine.errors import TTScaleError
+from engine.errors import ConfigError, TTScaleError
 from engine.formats import build_prompt, end_of_turn_ids, get_format, prompt_style
 from engine.kv_cache import Branch, KVCacheManager
+from engine.kv_cache.slots import KVCacheFull
 from engine.logits.budget import BudgetConfig, BudgetTokens
 from engine.logits.sampling import SamplingConfig
 from engine.search.config import DEFAULT_SYSTEM_PROMPT, SearchConfig
@@ -198,10 +199,22 @@ class Searcher:
         b = self.batch_size(max(len(x) for x in ids))
         try:
             for at in range(0, len(questions), b):
-                yield self._search_batch(questions[at: at + b], prompts[at: at + b], ids[at: at + b], tree, bar)
+                try:
+                    batch = self._search_batch(questions[at: at + b], prompts[at: at + b], ids[at: at + b], tree, bar)
+                except KVCacheFull as exc:
+                    worst = max(len(x) for x in ids[at: at + b]) + self._worst_growth()
+                    raise ConfigError(f"`max_kv_tokens` {self.max_kv_tokens} is too small for problem {at + 1}: its search needed more "
+                                      f"KV-cache tokens ({exc}); raise it (this search's worst case is {worst:,} tokens per problem) "
+                                      "or unset it") from exc
+                yield batch
         finally:
             if bar is not None:
                 bar.close()
+
+    def _worst_growth(self) -> int:
+        """KV tokens one problem may add beyond its prompt: N branches of ``max_steps`` full steps, plus lookahead."""
+        cfg = self.config
+        return cfg.n * (cfg.max_steps + cfg.lookahead) * cfg.max_step_tokens
 
     def batch_size(self, prompt_tokens: int) -> int:
         """Problems per decode loop: ``batch_problems``, lowered so that a batch's worst case (no prefix shared past
@@ -209,7 +222,7 @@ class Searcher:
         cfg = self.config
         if self.max_kv_tokens is None:
             return cfg.batch_problems
-        worst = prompt_tokens + cfg.n * (cfg.max_steps + cfg.lookahead) * cfg.max_step_tokens
+        worst = prompt_tokens + self._worst_growth()
         return max(1, min(cfg.batch_problems, self.max_kv_tokens // worst))
 
     # ------------------------------------------------------------------ the loop

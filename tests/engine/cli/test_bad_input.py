@@ -1,6 +1,7 @@
 """Bad input across every command: exit status 2, one ``ttscale: error:`` line naming the flag or file, no
-traceback, nothing on stdout — and all of it before a model loads (``--model`` points nowhere: reaching the load
-would be a different error)."""
+traceback, nothing on stdout — and, but for the few cases that can only show once a model runs (``{tiny}``: the
+tiny random model), all of it before a model loads (``--model`` points nowhere: reaching the load would be a
+different error)."""
 
 import pytest
 
@@ -80,6 +81,9 @@ CASES = [
     (["search", "x", "--tree", "/no/such/folder/tree.json"], "--tree /no/such/folder/tree.json: the folder /no/such/folder does not exist"),
     (["search", "x", "--temperature", "-0.5"], "--temperature must be a number >= 0"),
     (["search"], "no prompt given"),
+    (["search", "x", "--strategy", "best-of-n", "--temperature", "0"], "--temperature 0 is greedy, so the 4 candidates of best-of-n would be identical"),
+    (["search", "x", "--max-kv-tokens", "5", "--model", "{tiny}"], "--max-kv-tokens 5 is too small for problem 1"),
+    (["search", "x", "--prm", "/no/such/prm", "--model", "{tiny}"], "--prm /no/such/prm: no such file or directory"),
     # eval
     (["eval", "--out", "{d}/o"], "--dataset is missing"),
     (["eval", "--dataset", "synthetic"], "--out is missing"),
@@ -114,18 +118,23 @@ CASES = [
 
 
 @pytest.mark.parametrize("argv, message", CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
-def test_bad_input_is_one_sentence_before_any_model_loads(tmp_path, capsys, argv, message):
+def test_bad_input_is_one_sentence_before_any_model_loads(tmp_path, capsys, argv, message, request):
     d = _files(tmp_path)
-    argv = [a.format(d=d) for a in argv]
-    if argv[0] in ("generate", "search", "eval") and argv[:2] != ["eval", "report"]:
+    tiny = request.getfixturevalue("tiny_model_dir") if any("{tiny}" in a for a in argv) else None  # refused only once it runs
+    argv = [a.format(d=d, tiny=tiny) for a in argv]
+    if argv[0] in ("generate", "search", "eval") and argv[:2] != ["eval", "report"] and "--model" not in argv:
         argv += ["--model", NOWHERE]   # a load would fail differently: every check ran before it
     code = main(argv)
     out, err = capsys.readouterr()
     assert code == 2, err
     assert out == "", out
-    assert err.startswith("ttscale: error: ") and err.endswith("\n") and err.count("\n") == 1, err
+    if tiny is None:  # nothing ran: the error is all there is
+        assert err.startswith("ttscale: error: ") and err.endswith("\n") and err.count("\n") == 1, err
+    else:  # the model ran: its status line first, then exactly one error line, last
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("ttscale: error: ") and err.count("ttscale: error:") == 1, err
     assert "Traceback" not in err and NOWHERE not in err
-    assert message.format(d=d) in err, err
+    assert message.format(d=d, tiny=tiny) in err, err
 
 
 def test_the_suite_is_large():
