@@ -38,7 +38,7 @@ GENERATE = ["generate", *PROMPTS, "--batch-size", "1", "--min-thinking-tokens", 
             "--max-answer-tokens", "4", "--json"]
 SEARCH = ["search", *PROMPTS, "--strategy", "best-of-n", "--n", "2", "--max-steps", "2", "--max-step-tokens", "24",
           "--seed", "0", "--batch-problems", "1", "--verifier", "engine.search.verifiers:arithmetic", "--json"]
-EVAL = ["eval", "--dataset", "synthetic", "--limit", "4", "--method", "budget", "--budgets", "32", "64",
+EVAL = ["eval", "--dataset", "synthetic", "--limit", "4", "--method", "budget", "--budgets", "16", "32",
         "--format", "think-tags", "--max-answer-tokens", "4", "--batch-size", "1"]
 EVAL_ROWS = 4 * 2
 
