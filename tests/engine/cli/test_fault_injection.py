@@ -302,3 +302,48 @@ def test_eval_killed_twice_then_resumed(tmp_path, tiny_model_dir, eval_reference
     assert _keyed(rows) == _keyed(eval_reference)
     assert _no_wall(sorted(rows, key=lambda r: r["problem_id"] + r["method"] + json.dumps(r["setting"]))) == \
         _no_wall(sorted(eval_reference, key=lambda r: r["problem_id"] + r["method"] + json.dumps(r["setting"])))
+
+
+# ---------------------------------------------------------------------------------------------------- Ctrl-C inside a row
+
+
+def test_ctrl_c_while_a_row_is_written_waits_for_the_row(tmp_path, tiny_model_dir, monkeypatch):
+    """A real SIGINT sent while row 2's trace records are being written: the row is finished first (trace and stdout),
+    then the run stops; trace, stdout and the message agree on 2 rows."""
+    from engine.jsonl import JsonlWriter
+
+    real = JsonlWriter.append
+
+    def append(self, rec):
+        if rec["prompt_index"] == 1 and rec["type"] == "token" and rec["position"] == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+        real(self, rec)
+
+    monkeypatch.setattr(JsonlWriter, "append", append)
+    trace = tmp_path / "t.jsonl"
+    code, out, err = _Capture().run(*GENERATE, "--model", tiny_model_dir, "--trace", str(trace))
+    assert code == 130, err
+    assert [json.loads(line)["prompt"] for line in out.splitlines()] == PROMPTS[:2]
+    records = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert sorted({r["prompt_index"] for r in records}) == [0, 1]
+    assert f"interrupted after 2 of 4 rows; the 2 finished rows are on stdout; {trace} holds their {len(records)} trace records" in err
+
+
+def test_ctrl_c_while_the_tree_is_written_waits_for_the_rows(tmp_path, tiny_model_dir, monkeypatch):
+    """A real SIGINT sent while the first batch's tree is written: its row is printed before the run stops."""
+    from engine.search.tree import SearchTree
+
+    real = SearchTree.write
+
+    def write(self, path):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(self, path)
+
+    monkeypatch.setattr(SearchTree, "write", write)
+    tree_file = tmp_path / "tree.json"
+    code, out, err = _Capture().run(*SEARCH, "--model", tiny_model_dir, "--tree", str(tree_file))
+    assert code == 130, err
+    assert [json.loads(line)["question"] for line in out.splitlines()] == PROMPTS[:1]
+    tree = json.loads(tree_file.read_text())
+    assert [p["question"] for p in tree["problems"]] == PROMPTS[:1]
+    assert "interrupted after 1 of 4 rows; the 1 finished row is on stdout" in err
