@@ -292,6 +292,8 @@ def test_eval_killed_twice_then_resumed(tmp_path, tiny_model_dir, eval_reference
         assert before <= written < EVAL_ROWS, (name, before, written, err[-2000:])
         assert not os.path.exists(os.path.join(out, SAMPLES)), "killed before the merge, yet samples.jsonl exists"
         _check_signal_end(name, code, err, None, None)
+        if name == "SIGINT":
+            assert f"ttscale: interrupted; {written} finished row{'' if written == 1 else 's'} kept in {out}" in err, err[-2000:]
         before = written
     code, _, err = _Capture().run(*argv)
     assert code == 0, err
