@@ -7,8 +7,11 @@ config dataclasses (``engine/cli/args.py``): :class:`PromptOptions` here, ``Mode
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass, field
 
 from engine.engine import ThinkingEngine
@@ -123,3 +126,21 @@ def load_engine(model: ModelConfig, fmt: FormatConfig) -> ThinkingEngine:
     """Load the model and wrap it in a :class:`ThinkingEngine` with the format settings."""
     lm = model.load()
     return ThinkingEngine(lm.model, lm.tokenizer, format=fmt.thinking_format(), template=fmt.template, system=fmt.system)
+
+
+@contextlib.contextmanager
+def interrupts_between_rows():
+    """Hold a Ctrl-C (SIGINT) back while one row (its stdout line, its trace records, the tree) is written, then raise
+    it: an interrupt lands between rows, never inside one. A Python-level handler, so it holds whichever thread the
+    signal reaches; off the main thread (where handlers cannot be set) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *a: caught.append(a))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):
+        previous(*caught[0])  # the default handler raises KeyboardInterrupt

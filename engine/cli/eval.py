@@ -10,12 +10,14 @@ Flags map one-to-one to the fields of :class:`benchmarks.eval.config.EvalConfig`
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 
 from benchmarks.eval.config import DEFAULT_BUDGETS, DEFAULT_N, METHODS, EvalConfig
 from benchmarks.eval.report import report
 from benchmarks.eval.runner import processes, run_eval
+from benchmarks.eval.store import read_samples
 from engine.cli.args import CommandConfig
 from engine.cli.common import check_output_dir
 from engine.errors import ConfigError
@@ -75,8 +77,15 @@ def run(args) -> int:
     config, model, opts = c[EvalConfig], c[ModelConfig], c[EvalOptions]
     check_output_dir(opts.out, "--out")
     procs = processes(model.device)
-    result = run_eval(config, opts.out, device=procs.device, device_map=model.device_map, attn=model.attn,
-                      trust_remote_code=model.trust_remote_code, progress=opts.progress, procs=procs)
+    try:
+        result = run_eval(config, opts.out, device=procs.device, device_map=model.device_map, attn=model.attn,
+                          trust_remote_code=model.trust_remote_code, progress=opts.progress, procs=procs)
+    except KeyboardInterrupt:
+        if procs.rank == 0:
+            kept = len(read_samples(opts.out)) if os.path.isdir(opts.out) else 0
+            print(f"ttscale: interrupted; {kept} finished row{'' if kept == 1 else 's'} kept in {opts.out}; "
+                  "run the same command again to resume", file=sys.stderr)
+        raise
     if procs.rank == 0:
         with open(result.paths["summary"], encoding="utf-8") as fh:
             print(_tables(fh.read()))

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 
 from engine.cli.args import CommandConfig
-from engine.cli.common import PromptOptions, check_output_file, load_engine
+from engine.cli.common import PromptOptions, check_output_file, interrupts_between_rows, load_engine
 from engine.errors import ConfigError
 from engine.formats import FormatConfig
 from engine.jsonl import JsonlWriter
@@ -87,14 +87,15 @@ def run(args) -> int:
     try:
         for batch in batches:
             for r in batch:
-                if writer is not None:
-                    for rec in r.trace:
-                        writer.append(rec)
-                if opts.json:
-                    print(json.dumps(r.to_json(), ensure_ascii=False))
-                else:
-                    _print_text(r, done + 1, len(prompts), sys.stdout)
-                done += 1
+                with interrupts_between_rows():  # a Ctrl-C waits for the row's trace records and its line
+                    if writer is not None:
+                        for rec in r.trace:
+                            writer.append(rec)
+                    if opts.json:
+                        print(json.dumps(r.to_json(), ensure_ascii=False))
+                    else:
+                        _print_text(r, done + 1, len(prompts), sys.stdout)
+                    done += 1
             sys.stdout.flush()
     except KeyboardInterrupt:
         sys.stdout.flush()

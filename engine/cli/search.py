@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 
 from engine.cli.args import CommandConfig
-from engine.cli.common import PromptOptions, check_output_file
+from engine.cli.common import PromptOptions, check_output_file, interrupts_between_rows
 from engine.errors import ConfigError, TTScaleError
 from engine.formats import FormatConfig
 from engine.logits.budget import BudgetConfig
@@ -109,14 +109,15 @@ def run(args) -> int:
     done, nodes = 0, None
     try:
         for batch in searcher.iter_search(prompts, progress=True):
-            if opts.tree:  # after every batch, atomically: a crash leaves the last complete tree
-                nodes = batch[0].tree.write(opts.tree)
-            for r in batch:
-                if opts.json:
-                    print(json.dumps({**r.to_json(), "prm": prm_line}, ensure_ascii=False))
-                else:
-                    print_result(r, sys.stdout)
-                done += 1
+            with interrupts_between_rows():  # a Ctrl-C waits for the batch's tree and its rows
+                if opts.tree:  # after every batch, atomically: a crash leaves the last complete tree
+                    nodes = batch[0].tree.write(opts.tree)
+                for r in batch:
+                    if opts.json:
+                        print(json.dumps({**r.to_json(), "prm": prm_line}, ensure_ascii=False))
+                    else:
+                        print_result(r, sys.stdout)
+                    done += 1
             sys.stdout.flush()
     except KeyboardInterrupt:
         sys.stdout.flush()
