@@ -122,7 +122,7 @@ def run(args) -> int:
 
 def hint(in_thinking: int, total: int) -> str:
     """What to try when ``in_thinking`` of ``total`` rows ended their turn without leaving thinking."""
-    return (f"the model ended its turn inside thinking on {in_thinking} of {total} prompt{'' if total == 1 else 's'}; "
+    return (f"the model ended its turn inside thinking on {in_thinking} of {total} prompts; "
             "it may not be trained for this format — try --format think-tags, a --system prompt asking it to think, "
             "or --min-thinking-tokens")
 
