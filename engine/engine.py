@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from transformers import LogitsProcessorList
 
 from engine.errors import TTScaleError
-from engine.formats import ThinkingFormat, build_prompt, get_format, prompt_style
+from engine.formats import ThinkingFormat, build_prompt, choose_format, get_format, prompt_style
 from engine.limits import check_context
 from engine.logits.budget import ANSWER, THINKING, BudgetConfig, BudgetForcingProcessor, BudgetTokens
 from engine.logits.sampling import SamplingConfig
@@ -59,14 +59,20 @@ class GenerationResult:
 class ThinkingEngine:
     """A model, its tokenizer and a thinking format, ready to generate with budgets.
 
-    Refuses (with :class:`TTScaleError`) delimiters the tokenizer cannot encode, empty prompts and empty prompt lists.
+    ``format="auto"`` picks s1 or think-tags from the tokenizer and the model's name (:func:`engine.formats.choose_format`);
+    ``format_reason`` says why (set by ``auto``, or given by a caller that chose). Refuses (with :class:`TTScaleError`)
+    delimiters the tokenizer cannot encode, empty prompts and empty prompt lists.
     """
 
     def __init__(self, model, tokenizer, format: str | ThinkingFormat = "s1", template: str = "auto",
-                 system: str | None = None):
+                 system: str | None = None, format_reason: str | None = None):
         self.model = model
         self.tokenizer = tokenizer
+        if format == "auto":
+            name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
+            format, format_reason = choose_format(tokenizer, name)
         self.format = get_format(format) if isinstance(format, str) else format
+        self.format_reason = format_reason
         self.style = prompt_style(tokenizer, template)
         self.system = system
 
@@ -80,6 +86,9 @@ class ThinkingEngine:
     def describe(self) -> str:
         """One line telling the user which format and prompt style are in use."""
         how = "chat template" if self.style.kind == "chat" else "plain prompt (the tokenizer has no chat template)"
+        if self.format_reason:
+            return (f"format auto -> {self.format.name} ({self.format_reason}): thinking opens with "
+                    f"{self.format.think_start!r} and ends at {self.format.think_end!r}; {how}")
         return f"format {self.format.name}: thinking opens with {self.format.think_start!r} and ends at {self.format.think_end!r}; {how}"
 
     def render(self, prompt: str) -> str:

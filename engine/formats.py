@@ -2,6 +2,7 @@
 
     s1          <|im_start|>think\\n {thinking} \\n<|im_start|>answer\\n {answer}        (REFERENCE §1)
     think-tags  <think>\\n {thinking} </think>\\n\\n {answer}                              (R1, Qwen3)
+    auto        one of the two, chosen from the tokenizer and model name (:func:`choose_format`; the default)
 
 Delimiters are strings; their token ids always come from the tokenizer (REFERENCE §1: hard-coded ids broke
 SGLang on a new Qwen release). A delimiter may be several tokens long.
@@ -9,6 +10,7 @@ SGLang on a new Qwen release). A delimiter may be several tokens long.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from engine.errors import TTScaleError
@@ -43,17 +45,47 @@ FORMATS = {
 }
 
 
+# Model names or paths of s1 models (simplescaling/s1-32B, s1.1-7B, ...): s1 as a word, then a dash or a dot.
+_S1_NAME = re.compile(r"(?:^|[^a-z0-9])s1(?:[.-]|$)|simplescaling/", re.IGNORECASE)
+
+
+def choose_format(tokenizer, model_name: str | None = None) -> tuple[ThinkingFormat, str]:
+    """The format ``auto`` means for this tokenizer and model, and why, in words.
+
+    ``think-tags`` when the tokenizer has ``<think>``/``</think>`` as tokens or its chat template mentions
+    ``<think>`` (Qwen3, DeepSeek-R1 distills); ``s1`` when ``model_name`` names an s1 model (``simplescaling/s1-32B``,
+    ``s1.1-7B``) or the chat template opens ``<|im_start|>think``; otherwise ``think-tags`` (plain-text tags work on
+    any instruct model).
+    """
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    template = getattr(tokenizer, "chat_template", None) or ""
+    if isinstance(template, dict):  # several named templates
+        template = "\n".join(str(t) for t in template.values())
+    if "<think>" in vocab and "</think>" in vocab:
+        return FORMATS["think-tags"], "the tokenizer has <think> and </think> tokens"
+    if "<think>" in template:
+        return FORMATS["think-tags"], "the chat template uses <think>"
+    if "<|im_start|>think" in template:
+        return FORMATS["s1"], "the chat template opens <|im_start|>think"
+    if model_name and _S1_NAME.search(str(model_name)):
+        return FORMATS["s1"], f"{model_name} is an s1 model"
+    return FORMATS["think-tags"], "the tokenizer has no thinking tokens; plain <think> tags"
+
+
 def get_format(name: str = "s1", think_start: str | None = None, think_end: str | None = None) -> ThinkingFormat:
     """A named format, optionally with user-defined delimiter strings replacing its own.
 
-    ``name`` may also be ``custom``, which requires both strings. Refuses unknown names.
+    ``name`` may also be ``custom``, which requires both strings. Refuses unknown names; ``auto`` needs a tokenizer
+    (:func:`choose_format`), so it is refused here.
     """
+    if name == "auto":
+        raise TTScaleError("--format auto is chosen from the tokenizer: use choose_format(tokenizer, model_name)")
     if name == "custom":
         if not think_start or not think_end:
             raise TTScaleError("--format custom needs both --think-start and --think-end")
         return ThinkingFormat("custom", think_start=think_start, think_end=think_end)
     if name not in FORMATS:
-        raise TTScaleError(f"--format {name}: unknown format; use one of {', '.join(FORMATS)} or custom")
+        raise TTScaleError(f"--format {name}: unknown format; use auto, one of {', '.join(FORMATS)} or custom")
     base = FORMATS[name]
     if think_start is None and think_end is None:
         return base
@@ -132,12 +164,25 @@ def build_prompt(tokenizer, question: str, fmt: ThinkingFormat, style: PromptSty
 class FormatConfig:
     """How prompts are rendered and where thinking starts and ends: the format flags of every command."""
 
-    format: str = field(default="s1", metadata={"help": "s1 (<|im_start|>think / <|im_start|>answer), think-tags (<think> / </think>) or custom"})
+    format: str = field(default="auto", metadata={"help": "auto (chosen from the tokenizer and model name), s1 (<|im_start|>think / "
+                                                          "<|im_start|>answer), think-tags (<think> / </think>) or custom"})
     think_start: str | None = field(default=None, metadata={"help": "string that opens thinking (overrides the format's)"})
     think_end: str | None = field(default=None, metadata={"help": "end-of-thinking delimiter (overrides the format's)"})
     template: str = field(default="auto", metadata={"help": "prompt style: chat template or plain text", "choices": ["auto", "chat", "plain"]})
     system: str | None = field(default=None, metadata={"help": "system message for chat templates"})
 
-    def thinking_format(self) -> ThinkingFormat:
-        """The :class:`ThinkingFormat` these settings name (see :func:`get_format` for what is refused)."""
-        return get_format(self.format, self.think_start, self.think_end)
+    def thinking_format(self, tokenizer=None, model_name: str | None = None) -> ThinkingFormat:
+        """The :class:`ThinkingFormat` these settings name (see :func:`get_format` for what is refused); ``auto``
+        is chosen from ``tokenizer`` (:func:`choose_format`). Without a tokenizer, ``auto`` only checks the
+        override strings and returns the think-tags format as a stand-in."""
+        return self.choose(tokenizer, model_name)[0]
+
+    def choose(self, tokenizer=None, model_name: str | None = None) -> tuple[ThinkingFormat, str | None]:
+        """The format and, for ``auto``, why it was chosen (None otherwise)."""
+        if self.format != "auto":
+            return get_format(self.format, self.think_start, self.think_end), None
+        if tokenizer is None:
+            base, why = FORMATS["think-tags"], None
+        else:
+            base, why = choose_format(tokenizer, model_name)
+        return get_format(base.name, self.think_start, self.think_end), why

@@ -125,7 +125,9 @@ def check_output_dir(path: str, flag: str) -> None:
 def load_engine(model: ModelConfig, fmt: FormatConfig) -> ThinkingEngine:
     """Load the model and wrap it in a :class:`ThinkingEngine` with the format settings."""
     lm = model.load()
-    return ThinkingEngine(lm.model, lm.tokenizer, format=fmt.thinking_format(), template=fmt.template, system=fmt.system)
+    chosen, why = fmt.choose(lm.tokenizer, model.model)
+    return ThinkingEngine(lm.model, lm.tokenizer, format=chosen, template=fmt.template, system=fmt.system,
+                          format_reason=why)
 
 
 @contextlib.contextmanager

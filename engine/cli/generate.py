@@ -6,13 +6,19 @@ records) are printed (and written) as soon as it finishes, so an interrupted run
 
 Flags are the fields of ``ModelConfig``, ``FormatConfig``, ``BudgetConfig``, ``SamplingConfig``,
 :class:`~engine.cli.common.PromptOptions` and :class:`GenerateOptions`; all are checked before the model loads.
+
+Every run ends with an answer by default: when the model ends its turn inside thinking, the end-of-thinking
+delimiter is forced so an answer follows, with or without a budget (``BudgetConfig.answer_without_budget``, which
+``generate`` sets; no thinking cap is imposed, and the library default stays off so that a budget-free
+``ThinkingEngine.generate`` equals plain ``model.generate``). ``--no-answer-on-end-of-turn`` turns it off. A row that
+still ends inside thinking gets a one-line hint on stderr.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from engine.cli.args import CommandConfig
 from engine.cli.common import PromptOptions, check_output_file, interrupts_between_rows, load_engine
@@ -42,7 +48,8 @@ class GenerateOptions:
 
 SPEC = CommandConfig(PromptOptions, ModelConfig, FormatConfig, BudgetConfig, SamplingConfig, GenerateOptions,
                      titles={PromptOptions: "prompts", ModelConfig: "model", FormatConfig: "thinking format",
-                             BudgetConfig: "budget forcing", SamplingConfig: "sampling", GenerateOptions: "output"})
+                             BudgetConfig: "budget forcing", SamplingConfig: "sampling", GenerateOptions: "output"},
+                     skip={BudgetConfig: ("answer_without_budget",)})  # always on here; --no-answer-on-end-of-turn stops it
 
 
 def add_parser(sub) -> None:
@@ -80,10 +87,11 @@ def run(args) -> int:
         check_output_file(opts.trace, "--trace")
     engine = load_engine(c[ModelConfig], fmt)
     print(f"ttscale: model {c[ModelConfig].model}; {engine.describe()}", file=sys.stderr)
-    batches = engine.iter_generate(prompts, c[BudgetConfig], c[SamplingConfig], batch_size=opts.batch_size,
+    budget = replace(c[BudgetConfig], answer_without_budget=True)  # an answer after an end of turn in thinking
+    batches = engine.iter_generate(prompts, budget, c[SamplingConfig], batch_size=opts.batch_size,
                                    max_new_tokens=opts.max_new_tokens, trace=bool(opts.trace), progress=True)
     writer = JsonlWriter(opts.trace, mode="w") if opts.trace else None  # a rerun starts the trace afresh
-    done = 0
+    done = in_thinking = 0
     try:
         for batch in batches:
             for r in batch:
@@ -96,6 +104,7 @@ def run(args) -> int:
                     else:
                         _print_text(r, done + 1, len(prompts), sys.stdout)
                     done += 1
+                in_thinking += r.finish_reason == "stop_in_thinking"
             sys.stdout.flush()
     except KeyboardInterrupt:
         sys.stdout.flush()
@@ -104,10 +113,19 @@ def run(args) -> int:
     finally:
         if writer is not None:
             writer.close()
+    if in_thinking:
+        print(f"ttscale: note: {hint(in_thinking, len(prompts))}", file=sys.stderr)
     if writer is not None:
         print(f"ttscale: wrote {writer.rows} trace records to {opts.trace} (view: ttscale trace show {opts.trace})",
               file=sys.stderr)
     return 0
+
+
+def hint(in_thinking: int, total: int) -> str:
+    """What to try when ``in_thinking`` of ``total`` rows ended their turn without leaving thinking."""
+    return (f"the model ended its turn inside thinking on {in_thinking} of {total} prompts; "
+            "it may not be trained for this format — try --format think-tags, a --system prompt asking it to think, "
+            "or --min-thinking-tokens")
 
 
 def _kept(done: int, writer: JsonlWriter | None) -> str:

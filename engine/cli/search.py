@@ -50,7 +50,7 @@ class SearchOptions:
 
 
 SPEC = CommandConfig(PromptOptions, SearchConfig, SearchOptions, ModelConfig, FormatConfig, BudgetConfig, SamplingConfig,
-                     defaults={"temperature": 0.8},
+                     defaults={"temperature": 0.8}, skip={BudgetConfig: ("answer_without_budget",)},
                      titles={PromptOptions: "prompts", SearchConfig: "search", SearchOptions: "scorer and output", ModelConfig: "model",
                              FormatConfig: "thinking format", BudgetConfig: "budget forcing", SamplingConfig: "sampling"})
 
@@ -97,6 +97,7 @@ def run(args) -> int:
     if opts.tree:
         check_output_file(opts.tree, "--tree")
     policy = model.load()
+    thinking = fmt.thinking_format(policy.tokenizer, model.model)  # auto: chosen from the tokenizer
     prm, prm_line = _prm(opts, model, config, policy, verifier)
     system = DEFAULT_SYSTEM_PROMPT if fmt.system is None else (fmt.system or None)
     searcher = Searcher(policy.model, policy.tokenizer, config, prm=prm, sampling=sampling, budget=c[BudgetConfig], format=thinking,

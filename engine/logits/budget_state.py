@@ -16,7 +16,7 @@ A :class:`BudgetMachine` holds one row's :class:`RowState`. The tensor side (``B
     thinking, model would not   -> block the end tokens, so the sampler draws from the rest
     answer, count >= max_answer -> force end of turn
 
-With no thinking budget the machine only watches: it re-labels the delimiter once the model wrote it whole and
+With no thinking budget (and ``answer_without_budget`` off, the library default) the machine only watches: it re-labels the delimiter once the model wrote it whole and
 switches to the answer phase, so the output equals plain generation. Every observed token is recorded in
 ``RowState.tokens`` with its source (sampled / forced) and reason, for the trace (``engine/trace.py``).
 
@@ -47,6 +47,10 @@ class BudgetConfig:
     ``max_answer_tokens``: the answer phase is closed with end-of-turn at this count.
     ``answer_on_end_of_turn``: when a budget is active and the model ends its turn inside thinking, force the
     delimiter so an answer follows (what s1's evaluation does) instead of stopping without one.
+    ``answer_without_budget``: do that even with no thinking budget (the ``ttscale generate`` default). The machine
+    then checks each thinking step as a budget with no minimum and no cap would: an end of turn becomes the
+    delimiter, the model's own delimiter is completed, nothing else changes. Off by default, so that a library
+    call with no budget equals plain ``generate``.
     """
 
     min_thinking_tokens: int = field(default=0, metadata={"help": "replace attempts to end thinking below this many tokens"})
@@ -59,6 +63,8 @@ class BudgetConfig:
     answer_on_end_of_turn: bool = field(default=True, metadata={
         "help": "stop when the model ends its turn inside thinking, instead of forcing the delimiter so an answer follows",
         "flag": "--no-answer-on-end-of-turn", "negate": True})
+    answer_without_budget: bool = field(default=False, metadata={
+        "help": "with no thinking budget, still force the delimiter when the model ends its turn inside thinking"})
 
     def __post_init__(self):
         if isinstance(self.ignore_strs, str):
@@ -84,6 +90,12 @@ class BudgetConfig:
     def forces_thinking(self) -> bool:
         """True when any thinking budget is set; otherwise the processor only watches."""
         return self.min_thinking_tokens > 0 or self.max_thinking_tokens is not None or self.num_ignore > 0
+
+    @property
+    def checks_thinking(self) -> bool:
+        """True when the machine checks each thinking step for an end: a thinking budget, or
+        ``answer_without_budget`` (with ``answer_on_end_of_turn``). False: it only watches."""
+        return self.forces_thinking or (self.answer_without_budget and self.answer_on_end_of_turn)
 
 
 @dataclass(frozen=True)
@@ -217,7 +229,7 @@ class BudgetMachine:
             st.answer_tokens += 1
         if decision.closes_thinking:
             st.phase = ANSWER
-        elif st.phase == THINKING and not self.budget.forces_thinking:
+        elif st.phase == THINKING and not self.budget.checks_thinking:
             self._watch_for_delimiter()
         if category == "end":
             st.finish_reason = st.finish_reason or ("stop" if st.phase == ANSWER else "stop_in_thinking")
@@ -240,10 +252,11 @@ class BudgetMachine:
         return cap is not None and self.state.thinking_tokens >= cap
 
     def needs_end_check(self) -> bool:
-        """True when :meth:`decide` needs an :class:`EndCheck`: thinking under an active budget, nothing queued,
+        """True when :meth:`decide` needs an :class:`EndCheck`: thinking under an active budget (or
+        ``answer_without_budget``), nothing queued,
         below the cap. Only then must the driver work out whether the sampler would end (it costs a pass over V)."""
         st = self.state
-        return (st.phase == THINKING and self.budget.forces_thinking and not st.closing
+        return (st.phase == THINKING and self.budget.checks_thinking and not st.closing
                 and not st.queue and not self._cap_reached())
 
     def decide(self, end: EndCheck | None = None) -> Action:
@@ -255,7 +268,7 @@ class BudgetMachine:
         if st.phase == DONE:
             return NOTHING
         block = False
-        if st.phase == THINKING and b.forces_thinking and not st.closing:
+        if st.phase == THINKING and b.checks_thinking and not st.closing:
             if self._cap_reached():
                 st.queue.clear()  # a continuation cut short by the cap is dropped
                 st.forced_stop = st.closing = True
@@ -300,6 +313,10 @@ class BudgetMachine:
             self._queue(delim[1:], "delimiter", "delimiter", closes_at_end=True)
         elif b.answer_on_end_of_turn:
             self._queue(delim, "end_of_turn", "delimiter", closes_at_end=True)
+            if not b.forces_thinking:
+                # answer_without_budget: a model that ended its turn once tends to end it again right after the
+                # delimiter; the final-answer string (as at the cap) starts the answer.
+                self._queue(self.tokens.answer_prefix, "end_of_turn", ANSWER)
         else:
             st.pending = Forced(end_tok, None, "end")
 

@@ -12,7 +12,7 @@ def test_generate_json_and_trace(capsys, tmp_path, smol_dir):
     trace = tmp_path / "t.jsonl"
     # Greedy SmolLM2 tries to end thinking before 8 tokens on both prompts and does not stop by itself before 10,
     # so this run has injected continuations and capped thinking: the trace markers of both are shown below.
-    code, out, err = run(capsys, "generate", "What is 2+2?", "Name a color.", "--model", smol_dir,
+    code, out, err = run(capsys, "generate", "What is 2+2?", "Name a color.", "--model", smol_dir, "--format", "s1",
                          "--min-thinking-tokens", "8", "--max-thinking-tokens", "10", "--max-answer-tokens", "6",
                          "--json", "--trace", str(trace))
     assert code == 0

@@ -201,3 +201,27 @@ def test_decide_refuses_a_missing_end_check():
     m = BudgetMachine(BudgetConfig(max_thinking_tokens=5), toks())
     with pytest.raises(TTScaleError, match="needs an EndCheck"):
         m.decide()
+
+
+def test_answer_without_budget_turns_an_end_of_turn_into_delimiter_and_answer_prefix():
+    m = BudgetMachine(BudgetConfig(answer_without_budget=True), toks(think_end=(100, 101, 102)))
+    assert m.needs_end_check()  # no budget, but the machine checks thinking steps
+    got = drive(m, lambda i, ph: (EOT if i == 2 else 40 + i) if ph == THINKING else (EOS if i > 9 else 50 + i))
+    assert got[:8] == [40, 41, 100, 101, 102, 10, 20, 21] and got[-1] == EOS
+    assert reasons(m)[2:8] == ["end_of_turn"] * 6
+    st = m.state
+    assert (st.finish_reason, st.forced_stop, st.injections, st.thinking_tokens) == ("stop", False, 0, 2)
+    assert st.answer_tokens == len(got) - 6  # the final-answer string counts as answer, then the model's own
+
+
+def test_answer_without_budget_leaves_everything_else_alone():
+    # No end of turn inside thinking: the row goes as a watching machine would (the model's delimiter is completed).
+    m = BudgetMachine(BudgetConfig(answer_without_budget=True), toks(think_end=(100, 101, 102)))
+    got = drive(m, lambda i, ph: [40, 100, 101, 102, 41, EOS][i])
+    assert got == [40, 100, 101, 102, 41, EOS] and m.state.finish_reason == "stop" and m.state.injections == 0
+    # Off (the library default) or with --no-answer-on-end-of-turn: only watching, the row stops in thinking.
+    for budget in (BudgetConfig(), BudgetConfig(answer_without_budget=True, answer_on_end_of_turn=False)):
+        m = BudgetMachine(budget, toks())
+        assert not m.needs_end_check()
+        drive(m, lambda i, ph: EOS if i == 2 else 40 + i)
+        assert m.state.finish_reason == "stop_in_thinking"
