@@ -499,15 +499,7 @@ class VerifierPRM(PRM):
             except Exception as exc:  # noqa: BLE001 - the user's function failed: one sentence, not their traceback
                 raise TTScaleError(f"verifier {self.name} raised {type(exc).__name__}: {exc} on question {_short(question)} "
                                    f"with {len(steps)} step(s); fix the function (it must not raise on any step text)") from exc
-            if isinstance(scores, (str, bytes)) or not hasattr(scores, "__len__") or len(scores) != len(steps) or \
-                    not all(isinstance(s, (bool, int, float)) for s in scores):
-                raise TTScaleError(f"verifier {self.name} returned {_short(scores)} for {len(steps)} steps of question "
-                                   f"{_short(question)}; it must return one score (float or bool) per step")
-            values = [float(s) for s in scores]
-            bad = next((v for v in values if not math.isfinite(v) or not 0.0 <= v <= 1.0), None)
-            if bad is not None:
-                raise TTScaleError(f"verifier {self.name} returned the score {bad} for question {_short(question)}; "
-                                   "scores must be finite numbers in [0, 1]")
+            values = _step_scores(f"verifier {self.name}", question, steps, scores, "")
             out.append(values)
         return out
 
@@ -519,19 +511,22 @@ def check_scores(prm: PRM, question: str, candidates: list[list[str]], scores) -
     if not isinstance(scores, (list, tuple)) or len(scores) != len(candidates):
         raise TTScaleError(f"PRM {who} returned {_short(scores)} for {len(candidates)} candidates of question {_short(question)}; "
                            "it must return one list of step scores per candidate")
-    out = []
-    for steps, row in zip(candidates, scores):
-        if isinstance(row, (str, bytes)) or not hasattr(row, "__len__") or len(row) != len(steps) or \
-                not all(isinstance(v, (bool, int, float)) for v in row):
-            raise TTScaleError(f"PRM {who} returned {_short(row)} for a candidate of {len(steps)} steps (question "
-                               f"{_short(question)}); it must return one score per step")
-        values = [float(v) for v in row]
-        bad = next((v for v in values if not math.isfinite(v) or not 0.0 <= v <= 1.0), None)
-        if bad is not None:
-            raise TTScaleError(f"PRM {who} returned the score {bad} for question {_short(question)}; scores must be finite "
-                               "numbers in [0, 1] (a NaN usually means the model overflowed: try --dtype float32)")
-        out.append(values)
-    return out
+    return [_step_scores(f"PRM {who}", question, steps, row, " (a NaN usually means the model overflowed: try --dtype float32)")
+            for steps, row in zip(candidates, scores)]
+
+
+def _step_scores(who: str, question: str, steps, row, nan_hint: str) -> list[float]:
+    """One candidate's scores as floats; refuses anything but one finite number (or bool) in [0, 1] per step."""
+    if isinstance(row, (str, bytes)) or not hasattr(row, "__len__") or len(row) != len(steps) or \
+            not all(isinstance(v, (bool, int, float)) for v in row):
+        raise TTScaleError(f"{who} returned {_short(row)} for {len(steps)} steps of question {_short(question)}; it must "
+                           "return one score (float or bool) per step")
+    values = [float(v) for v in row]
+    bad = next((v for v in values if not math.isfinite(v) or not 0.0 <= v <= 1.0), None)
+    if bad is not None:
+        raise TTScaleError(f"{who} returned the score {bad} for question {_short(question)}; scores must be finite numbers "
+                           f"in [0, 1]{nan_hint}")
+    return values
 
 
 def _short(value, limit: int = 60) -> str:

@@ -48,7 +48,7 @@ def test_wrong_signature_is_refused_at_load():
     (raises, "verifier raises raised ZeroDivisionError: division by zero on question 'What is 2 + 3?' with 2 step(s)"),
     (returns_nan, "verifier returns_nan returned the score nan for question 'What is 2 + 3?'; scores must be finite numbers in [0, 1]"),
     (returns_big, "returned the score 2.5"),
-    (returns_short, "verifier returns_short returned [1.0] for 2 steps"),
+    (returns_short, "verifier returns_short returned [1.0] for 2 steps of question"),
     (returns_text, "verifier returns_text returned 'yes' for 2 steps"),
 ])
 def test_bad_verifier_results_are_one_sentence(fn, message):
@@ -74,7 +74,7 @@ class Broken(PRM):
 
 @pytest.mark.parametrize("out, message", [
     ([[0.5]], "returned [[0.5]] for 2 candidates"),
-    ([[0.5], [0.1, 0.2]], "for a candidate of 1 steps"),
+    ([[0.5], [0.1, 0.2]], "returned [0.1, 0.2] for 1 steps of question"),
     ([[0.5], [float("inf")]], "returned the score inf"),
     ([[0.5], ["x"]], "it must return one score per step"),
 ])
