@@ -76,7 +76,7 @@ class Broken(PRM):
     ([[0.5]], "returned [[0.5]] for 2 candidates"),
     ([[0.5], [0.1, 0.2]], "returned [0.1, 0.2] for 1 steps of question"),
     ([[0.5], [float("inf")]], "returned the score inf"),
-    ([[0.5], ["x"]], "it must return one score per step"),
+    ([[0.5], ["x"]], "it must return one score (float or bool) per step"),
 ])
 def test_any_prm_output_is_checked_before_use(out, message):
     prm = Broken(out)
