@@ -4,6 +4,7 @@
     for row in iter_jsonl(path, what="dataset"): ...             # streaming, bounded memory
     with JsonlWriter(path, fsync=True) as w: w.append(row)      # one flushed (and fsynced) line per row
     write_jsonl_atomic(path, rows)                               # temporary file, then rename
+    write_json_atomic(path, obj, indent=2)                       # one JSON document, the same way
 
 One torn-line policy: a process killed while writing leaves a last line without its newline. When that last line
 does not parse it is a torn write and is skipped (``JsonlStats.torn`` says so); a last line that parses is a
@@ -173,23 +174,44 @@ def repair_torn_tail(path: str) -> bool:
     return True
 
 
-def write_jsonl_atomic(path: str, rows: Iterable, *, dumps_fn=dumps) -> int:
-    """Write every row to ``path`` through a temporary file and a rename, so readers see the old file or the new one,
-    never half of it. Returns the number of rows. Refuses a folder that does not exist."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise TTScaleError(f"{path}: the folder {folder} does not exist; create it or give another path")
-    tmp = f"{path}.tmp{os.getpid()}"
-    n = 0
+def _write_atomic(path: str, fill, tag: str = ""):
+    """Open ``path`` + a temporary suffix, let ``fill(fh)`` write into it, fsync, rename it onto ``path``; return what
+    ``fill`` returned. Readers see the old file or the new one, never half of it; a failure leaves no temporary file.
+    ``tag`` keeps concurrent writers (several ranks) off each other's temporary files. OS errors (a missing or
+    read-only folder) propagate as ``OSError`` for the caller to word."""
+    tmp = f"{path}.tmp{os.getpid()}{tag}"
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(dumps_fn(row) + "\n")
-                n += 1
+            result = fill(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return n
+    return result
+
+
+def write_jsonl_atomic(path: str, rows: Iterable, *, dumps_fn=dumps) -> int:
+    """Write every row to ``path`` through a temporary file and a rename, so readers see the old file or the new one,
+    never half of it. Returns the number of rows. Refuses a folder that does not exist."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise TTScaleError(f"{path}: the folder {folder} does not exist; create it or give another path")
+
+    def fill(fh) -> int:
+        n = 0
+        for row in rows:
+            fh.write(dumps_fn(row) + "\n")
+            n += 1
+        return n
+
+    return _write_atomic(path, fill)
+
+
+def write_json_atomic(path: str, obj, *, indent: int | None = None, sort_keys: bool = False, tag: str = "") -> None:
+    """Write one JSON document (and a final newline) to ``path`` the way :func:`write_jsonl_atomic` writes rows:
+    through a fsynced temporary file and a rename (``json.dumps`` with UTF-8 kept). ``tag`` separates concurrent writers'
+    temporary files. A missing or unwritable folder raises ``OSError``."""
+    text = json.dumps(obj, ensure_ascii=False, indent=indent, sort_keys=sort_keys)
+    _write_atomic(path, lambda fh: fh.write(text + "\n"), tag)

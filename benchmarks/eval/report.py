@@ -17,13 +17,13 @@ intervals, and each point is labelled with its setting. ``summary.md`` tabulates
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 
 from benchmarks.eval.metrics import Run, accuracy, scaling_metrics
 from benchmarks.eval.store import PARALLEL_METHODS, SEQUENTIAL_METHODS, canonical_json, natural_key, read_config, read_samples
 from engine.errors import TTScaleError
+from engine.jsonl import write_json_atomic
 
 METRICS = "metrics.json"
 FIGURE = "scaling.png"
@@ -248,11 +248,7 @@ def report(out_dir: str, title: str | None = None) -> dict[str, str]:
     metrics = compute_metrics(rows, read_config(out_dir))
     paths = {"metrics": os.path.join(out_dir, METRICS), "figure": os.path.join(out_dir, FIGURE),
              "summary": os.path.join(out_dir, SUMMARY)}
-    tmp = paths["metrics"] + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(metrics, fh, indent=2, ensure_ascii=False)
-        fh.write("\n")
-    os.replace(tmp, paths["metrics"])
+    write_json_atomic(paths["metrics"], metrics, indent=2)
     plot(metrics, paths["figure"], title)
     with open(paths["summary"], "w", encoding="utf-8") as fh:
         fh.write(summary_markdown(metrics, title))

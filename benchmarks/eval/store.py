@@ -54,7 +54,7 @@ import re
 from collections.abc import Sequence
 
 from engine.errors import TTScaleError
-from engine.jsonl import JsonlWriter, read_jsonl, write_jsonl_atomic
+from engine.jsonl import JsonlWriter, read_jsonl, write_json_atomic, write_jsonl_atomic
 
 CONFIG = "config.json"
 SAMPLES = "samples.jsonl"
@@ -242,13 +242,8 @@ class RunStore:
                                    "use a new output directory, or the same settings to resume that run")
             return
         # Every rank may race here; each writes the same bytes through its own temporary file, so any winner is right.
-        tmp = f"{path}.tmp{os.getpid()}.{self.rank}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"fingerprint": self.fingerprint, "config": self.config}, fh, indent=2, sort_keys=True, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_json_atomic(path, {"fingerprint": self.fingerprint, "config": self.config}, indent=2, sort_keys=True,
+                          tag=f".{self.rank}")
         _fsync_dir(self.out_dir)
 
     # -- rows

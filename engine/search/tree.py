@@ -16,11 +16,10 @@ earlier candidate of its group); ``finished`` (a completion: it ended with an en
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field
 
 from engine.errors import TTScaleError
+from engine.jsonl import write_json_atomic
 
 STATUSES = ("root", "open", "kept", "pruned", "duplicate", "finished", "lookahead")
 
@@ -143,16 +142,8 @@ class SearchTree:
     def write(self, path: str) -> int:
         """Write :meth:`to_json` to ``path`` atomically (a temporary file, then a rename: a crash mid-write leaves the
         previous complete tree); returns the number of nodes. Refuses an unwritable path."""
-        tmp = f"{path}.tmp{os.getpid()}"
         try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(self.to_json(), fh, ensure_ascii=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            write_json_atomic(path, self.to_json())
         except OSError as exc:
             raise TTScaleError(f"--tree {path}: cannot write it ({exc.__class__.__name__}: {exc}); give a writable file path") from exc
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
         return len(self.nodes)
