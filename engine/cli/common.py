@@ -146,3 +146,10 @@ def interrupts_between_rows():
         signal.signal(signal.SIGINT, previous)
     if caught and callable(previous):
         previous(*caught[0])  # the default handler raises KeyboardInterrupt
+
+
+def finished_rows(done: int) -> str:
+    """Where an interrupted command's finished rows are, in words: ``the 2 finished rows are on stdout``."""
+    if not done:
+        return "no row was finished"
+    return f"the {done} finished row{'' if done == 1 else 's'} {'is' if done == 1 else 'are'} on stdout"

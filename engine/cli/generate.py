@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass, field, replace
 
 from engine.cli.args import CommandConfig
-from engine.cli.common import PromptOptions, check_output_file, interrupts_between_rows, load_engine
+from engine.cli.common import PromptOptions, check_output_file, finished_rows, interrupts_between_rows, load_engine
 from engine.errors import ConfigError
 from engine.formats import FormatConfig
 from engine.jsonl import JsonlWriter
@@ -130,7 +130,7 @@ def hint(in_thinking: int, total: int) -> str:
 
 def _kept(done: int, writer: JsonlWriter | None) -> str:
     """Where the finished rows of an interrupted run are, in words."""
-    where = f"the {done} finished row{'' if done == 1 else 's'} {'is' if done == 1 else 'are'} on stdout" if done else "no row was finished"
+    where = finished_rows(done)
     if writer is not None:
         where += f"; {writer.path} holds their {writer.rows} trace records"
     return where

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 
 from engine.cli.args import CommandConfig
-from engine.cli.common import PromptOptions, check_output_file, interrupts_between_rows
+from engine.cli.common import PromptOptions, check_output_file, finished_rows, interrupts_between_rows
 from engine.errors import ConfigError, TTScaleError
 from engine.formats import FormatConfig
 from engine.logits.budget import BudgetConfig
@@ -92,7 +92,7 @@ def run(args) -> int:
     if sampling.greedy and config.n > 1:
         raise TTScaleError(f"--temperature 0 is greedy, so the {config.n} candidates of {config.strategy} would be identical; "
                            "use a --temperature above 0 (search's default is 0.8) or --n 1")
-    thinking = fmt.thinking_format()
+    fmt.thinking_format()  # the format flags are checked before the model loads; auto is chosen after
     verifier = VerifierPRM.from_spec(opts.verifier) if opts.verifier else None
     if opts.tree:
         check_output_file(opts.tree, "--tree")
@@ -122,8 +122,7 @@ def run(args) -> int:
             sys.stdout.flush()
     except KeyboardInterrupt:
         sys.stdout.flush()
-        where = (f"the {done} finished row{'' if done == 1 else 's'} {'is' if done == 1 else 'are'} on stdout" if done
-                 else "no row was finished")
+        where = finished_rows(done)
         if nodes is not None:
             where += f"; {opts.tree} holds their search tree ({nodes} nodes)"
         print(f"ttscale: interrupted after {done} of {len(prompts)} rows; {where}", file=sys.stderr)
