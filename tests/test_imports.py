@@ -93,7 +93,8 @@ def test_cycle_finder_finds_a_planted_cycle():
 
 def test_graph_sees_the_real_edges():
     graph = _graph()
-    assert "engine.cli.generate" in graph["engine.cli.main"]            # commands are registered by import
+    assert "engine.cli.flags" in graph["engine.cli.main"]               # the parser: every command's flags
+    assert "engine.cli.flags" in graph["engine.cli.generate"]           # a runner reads its flags from there
     assert "benchmarks.data.problem" in graph["benchmarks.data.synthetic"]
     assert len(graph) > 40
 

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
 
-from benchmarks.speed import harness
+from benchmarks.speed import harness, options
 from engine.engine import ThinkingEngine
 from engine.errors import TTScaleError
 from engine.logits.budget import BudgetConfig
@@ -173,21 +172,12 @@ def bench(model: str = "smollm2-135m", batch_sizes=(1, 16), num_ignore: int = 4,
                             harness.timing_block(warmup, repeats), figures)
 
 
-@dataclass(frozen=True)
-class Options:
-    """What ``ttscale bench budget`` runs."""
-
-    model: str = field(default="smollm2-135m", metadata={"help": "embedded name, local directory, GGUF file or hub id"})
-    batch_sizes: tuple[int, ...] = field(default=(1, 16), metadata={"help": "batch sizes to measure"})
-    num_ignore: int = field(default=4, metadata={"help": "continuations injected per row"})
-    max_thinking_tokens: int = field(default=256, metadata={"help": "thinking cap"})
-    max_answer_tokens: int = field(default=32, metadata={"help": "answer cap"})
-
-SPEC = harness.command_config(Options, repeats=3)
+SPEC = options.BUDGET.spec
+Options = options.BudgetOptions
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's flags: the fields of :class:`Options` and :class:`~benchmarks.speed.harness.TimingOptions`."""
+    """The benchmark's flags: the fields of :class:`~benchmarks.speed.options.BudgetOptions` and :class:`~benchmarks.speed.options.TimingOptions`."""
     SPEC.add_to(p)
 
 

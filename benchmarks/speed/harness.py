@@ -37,6 +37,7 @@ from typing import Any
 import torch
 import transformers
 
+from benchmarks.speed.options import TimingOptions, command_config  # noqa: F401 (re-exported)
 from engine.cli.args import CommandConfig
 from engine.errors import TTScaleError
 
@@ -156,22 +157,6 @@ def finish(result: dict, json_only: bool, table: Callable[[dict], None] | None =
         table(result)
     print(json.dumps(result), file=out, flush=True)
     return 0
-
-
-@dataclass(frozen=True)
-class TimingOptions:
-    """The flags every benchmark shares: how many rounds, warm-up runs and threads, and JSON-only output."""
-
-    repeats: int = field(default=3, metadata={"help": "timed rounds, competitor order alternating; the fastest counts, the median is shown"})
-    warmup: int = field(default=1, metadata={"help": "untimed runs of each competitor first"})
-    threads: int | None = field(default=None, metadata={"help": "torch intra-op threads (default: torch's)"})
-    json: bool = field(default=False, metadata={"help": "print only the final JSON line"})
-
-
-def command_config(options, repeats: int) -> CommandConfig:
-    """The flags of one benchmark: its ``options`` dataclass, then :class:`TimingOptions` (``repeats`` as its default)."""
-    return CommandConfig(options, TimingOptions, defaults={"repeats": repeats},
-                         titles={options: "benchmark", TimingOptions: "timing"})
 
 
 def add_timing_arguments(p: argparse.ArgumentParser, repeats: int) -> CommandConfig:

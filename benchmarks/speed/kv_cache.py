@@ -22,12 +22,11 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
 
-from benchmarks.speed import harness
+from benchmarks.speed import harness, options
 from engine.errors import TTScaleError
 from engine.kv_cache.compat import cache_kwargs
 from engine.kv_cache.manager import KVCacheManager
@@ -156,21 +155,12 @@ def bench(model="smollm2-135m", n: int = 16, prompt_len: int = 200, steps: int =
                             harness.timing_block(warmup, repeats), figures)
 
 
-@dataclass(frozen=True)
-class Options:
-    """What ``ttscale bench kv-cache`` runs."""
-
-    model: str = field(default="smollm2-135m", metadata={"help": "embedded name, local directory, GGUF file or hub id"})
-    n: int = field(default=16, metadata={"help": "branches forked from the prompt"})
-    prompt: int = field(default=200, metadata={"help": "prompt length in tokens"})
-    steps: int = field(default=32, metadata={"help": "decode steps (one token per branch each)"})
-    seed: int = field(default=0, metadata={"help": "seed of the random prompt and fed tokens"})
-
-SPEC = harness.command_config(Options, repeats=3)
+SPEC = options.KV_CACHE.spec
+Options = options.KVCacheOptions
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's flags: the fields of :class:`Options` and :class:`~benchmarks.speed.harness.TimingOptions`."""
+    """The benchmark's flags: the fields of :class:`~benchmarks.speed.options.KVCacheOptions` and :class:`~benchmarks.speed.options.TimingOptions`."""
     SPEC.add_to(p)
 
 

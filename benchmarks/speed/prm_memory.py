@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import AutoTokenizer, DynamicCache, LlamaConfig, LlamaForCausalLM
 
+from benchmarks.speed import options
 from benchmarks.speed.harness import at_least, device_info, envelope, finish, namespace, run_main
-from engine.cli.args import CommandConfig
 from engine.errors import TTScaleError
 from engine.kv_cache.compat import require_cache_argument, returned_cache
 from engine.models import gguf_to_safetensors, resolve_model
@@ -381,21 +381,12 @@ def bench(ns=(4, 8, 16), question_tokens: int = 100, protocol: str = "rlhflow", 
                     {"warmup": 0, "repeats": 1, "order": "none", "statistic": "exact (memory and token counts)"}, figures)
 
 
-@dataclass(frozen=True)
-class Options:
-    """What ``ttscale bench prm-memory`` measures (exact counts: no timing flags)."""
-
-    n: tuple[int, ...] = field(default=(4, 8, 16), metadata={"help": "candidate counts N (one run of both workloads each)"})
-    question_tokens: int = field(default=100, metadata={"help": "question length in tokens (at least)"})
-    protocol: str = field(default="rlhflow", metadata={"help": "PRM protocol of the stand-in", "choices": ["rlhflow", "math-shepherd"]})
-    json: bool = field(default=False, metadata={"help": "print only the final JSON line"})
-
-
-SPEC = CommandConfig(Options, titles={Options: "benchmark"})
+SPEC = options.PRM_MEMORY.spec
+Options = options.PRMMemoryOptions
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's flags: the fields of :class:`Options`."""
+    """The benchmark's flags: the fields of :class:`~benchmarks.speed.options.PRMMemoryOptions`."""
     SPEC.add_to(p)
 
 

@@ -23,9 +23,9 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from benchmarks.speed import harness
+from benchmarks.speed import harness, options
 from benchmarks.speed.search_baseline import ReprefillSearch
 from engine.errors import TTScaleError
 from engine.logits.sampling import SamplingConfig
@@ -134,25 +134,12 @@ def bench(model="smollm2-135m", strategies=("beam", "dvts"), ns=(4, 16), beam_wi
     return harness.envelope("search", config, harness.device_info(lm.device), harness.timing_block(warmup, repeats), figures)
 
 
-@dataclass(frozen=True)
-class Options:
-    """What ``ttscale bench search`` runs."""
-
-    model: str = field(default="smollm2-135m", metadata={"help": "embedded name, local directory, GGUF file or hub id"})
-    strategies: tuple[str, ...] = field(default=("beam", "dvts"), metadata={"help": "beam and/or dvts"})
-    ns: tuple[int, ...] = field(default=(4, 16), metadata={"help": "N values (multiples of --beam-width)"})
-    beam_width: int = field(default=4, metadata={"help": "M of beam search and DVTS"})
-    problems: int = field(default=2, metadata={"help": "questions per run (the engine searches them together)"})
-    max_steps: int = field(default=4, metadata={"help": "steps per branch"})
-    max_step_tokens: int = field(default=32, metadata={"help": "token cap of one step"})
-    temperature: float = field(default=0.8, metadata={"help": "sampling temperature"})
-    seed: int = field(default=0, metadata={"help": "random seed of both competitors"})
-
-SPEC = harness.command_config(Options, repeats=1)
+SPEC = options.SEARCH.spec
+Options = options.SearchBenchOptions
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's flags: the fields of :class:`Options` and :class:`~benchmarks.speed.harness.TimingOptions`."""
+    """The benchmark's flags: the fields of :class:`~benchmarks.speed.options.SearchBenchOptions` and :class:`~benchmarks.speed.options.TimingOptions`."""
     SPEC.add_to(p)
 
 

@@ -1,4 +1,5 @@
-"""What every ``ttscale`` command shares: the prompt options, reading a prompts file, and loading an engine.
+"""What every ``ttscale`` command shares: the prompt options, reading a prompts file, checking output locations and
+holding a Ctrl-C back while a row is written. Torch-free (the flags in ``engine/cli/flags.py`` use it).
 
 Command modules (``engine/cli/<command>.py``) import from here; nothing here imports a command. Flags come from
 config dataclasses (``engine/cli/args.py``): :class:`PromptOptions` here, ``ModelConfig``, ``FormatConfig``,
@@ -14,11 +15,8 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 
-from engine.engine import ThinkingEngine
 from engine.errors import ConfigError, TTScaleError
-from engine.formats import FormatConfig
 from engine.jsonl import parse_line
-from engine.models import ModelConfig
 
 PROMPT_FIELDS = ("prompt", "question", "problem")
 
@@ -120,14 +118,6 @@ def check_output_dir(path: str, flag: str) -> None:
                            "give a directory in a writable place") from exc
     os.close(fd)
     os.remove(probe)
-
-
-def load_engine(model: ModelConfig, fmt: FormatConfig) -> ThinkingEngine:
-    """Load the model and wrap it in a :class:`ThinkingEngine` with the format settings."""
-    lm = model.load()
-    chosen, why = fmt.choose(lm.tokenizer, model.model)
-    return ThinkingEngine(lm.model, lm.tokenizer, format=chosen, template=fmt.template, system=fmt.system,
-                          format_reason=why)
 
 
 @contextlib.contextmanager

@@ -12,57 +12,19 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 
-from benchmarks.eval.config import DEFAULT_BUDGETS, DEFAULT_N, METHODS, EvalConfig
+from benchmarks.eval.config import EvalConfig
 from benchmarks.eval.report import report
 from benchmarks.eval.runner import processes, run_eval
 from benchmarks.eval.store import read_samples
-from engine.cli.args import CommandConfig
 from engine.cli.common import check_output_dir
-from engine.errors import ConfigError
-from engine.models import ModelConfig
-
-
-@dataclass(frozen=True)
-class EvalOptions:
-    """Where ``eval`` writes and whether it shows progress (neither changes the rows)."""
-
-    out: str | None = field(default=None, metadata={"help": "output directory (created; an existing one is resumed)", "metavar": "DIR"})
-    progress: bool = field(default=True, metadata={"help": "no progress bar", "flag": "--no-progress", "negate": True})
-
-    def __post_init__(self):
-        if not self.out:
-            raise ConfigError("`out` is missing; give the directory to write samples.jsonl and the report into")
-
-
-# The policy model and its format are EvalConfig fields (they decide the rows); ModelConfig adds how it is placed.
-SPEC = CommandConfig(EvalConfig, ModelConfig, EvalOptions, skip={ModelConfig: ("model", "dtype", "quantization")},
-                     titles={EvalConfig: "evaluation (benchmarks.eval.config.EvalConfig)", ModelConfig: "model placement",
-                             EvalOptions: "output"})
-
-
-def add_parser(sub) -> None:
-    """Register ``eval`` (and ``eval report``) on the ``ttscale`` subcommands."""
-    p = sub.add_parser(
-        "eval", help="evaluate test-time scaling methods on a benchmark (accuracy vs thinking tokens and vs N)",
-        description="Run methods swept over their compute knob on a benchmark; write samples.jsonl, metrics.json, "
-                    "scaling.png and summary.md into --out. A killed run started again with the same --out resumes "
-                    "where it stopped. Sharded over processes by `accelerate launch` (on CPU: "
-                    "`accelerate launch --multi_gpu --num_processes 2 -m engine.cli eval ...`, or torchrun).",
-        epilog=f"methods: {', '.join(METHODS)}. Defaults: --budgets {' '.join(map(str, DEFAULT_BUDGETS))}, "
-               f"--n {' '.join(map(str, DEFAULT_N))}. Redraw a report: ttscale eval report DIR")
-    SPEC.add_to(p)
-    p.set_defaults(func=run, eval_command=None)
-    rsub = p.add_subparsers(dest="eval_command", metavar="report DIR")
-    r = rsub.add_parser("report", help="redraw metrics.json, scaling.png and summary.md from DIR/samples.jsonl")
-    r.add_argument("dir", metavar="DIR")
-    r.set_defaults(func=run_report)
+from engine.cli.flags import EVAL, EvalOptions
+from engine.model_config import ModelConfig
 
 
 def config_from_args(args) -> EvalConfig:
     """An :class:`EvalConfig` from parsed flags and ``--config`` (absent ones keep the defaults). Refuses what it refuses."""
-    return SPEC.build(args, only=(EvalConfig,))[EvalConfig]
+    return EVAL.build(args, only=(EvalConfig,))[EvalConfig]
 
 
 def _tables(summary: str) -> str:
@@ -73,7 +35,7 @@ def _tables(summary: str) -> str:
 def run(args) -> int:
     """``ttscale eval``: validate (the ``--out`` location included), run (or resume) on this process's shard, and print
     the summary on rank 0. Refuses bad flags and an unusable ``--out`` before any model loads."""
-    c = SPEC.build(args)
+    c = EVAL.build(args)
     config, model, opts = c[EvalConfig], c[ModelConfig], c[EvalOptions]
     check_output_dir(opts.out, "--out")
     procs = processes(model.device)

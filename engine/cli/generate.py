@@ -18,45 +18,16 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from engine.cli.args import CommandConfig
-from engine.cli.common import PromptOptions, check_output_file, finished_rows, interrupts_between_rows, load_engine
-from engine.errors import ConfigError
+from engine.cli.common import PromptOptions, check_output_file, finished_rows, interrupts_between_rows
+from engine.cli.flags import GENERATE, GenerateOptions
+from engine.engine import ThinkingEngine
 from engine.formats import FormatConfig
 from engine.jsonl import JsonlWriter
 from engine.logits.budget import BudgetConfig
 from engine.logits.sampling import SamplingConfig
-from engine.models import ModelConfig
-
-
-@dataclass(frozen=True)
-class GenerateOptions:
-    """How ``generate`` batches and what it writes."""
-
-    batch_size: int = field(default=8, metadata={"help": "prompts per generate call"})
-    max_new_tokens: int | None = field(default=None, metadata={"help": "overall cap (default: thinking cap + answer cap + forced text)"})
-    json: bool = field(default=False, metadata={"help": "one JSON object per prompt"})
-    trace: str | None = field(default=None, metadata={"help": "write a token-level JSONL trace", "metavar": "FILE"})
-
-    def __post_init__(self):
-        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
-            raise ConfigError(f"`batch_size` must be an integer >= 1, got {self.batch_size!r}")
-        if self.max_new_tokens is not None and (not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1):
-            raise ConfigError(f"`max_new_tokens` must be an integer >= 1 (or unset), got {self.max_new_tokens!r}")
-
-
-SPEC = CommandConfig(PromptOptions, ModelConfig, FormatConfig, BudgetConfig, SamplingConfig, GenerateOptions,
-                     titles={PromptOptions: "prompts", ModelConfig: "model", FormatConfig: "thinking format",
-                             BudgetConfig: "budget forcing", SamplingConfig: "sampling", GenerateOptions: "output"},
-                     skip={BudgetConfig: ("answer_without_budget",)})  # always on here; --no-answer-on-end-of-turn stops it
-
-
-def add_parser(sub) -> None:
-    """Register ``generate`` on the ``ttscale`` subcommands."""
-    g = sub.add_parser("generate", help="budget-forced generation", description="Generate with s1 budget forcing in one generate call.")
-    SPEC.add_to(g)
-    g.set_defaults(func=run)
+from engine.model_config import ModelConfig
 
 
 def _print_text(r, number: int, total: int, out) -> None:
@@ -78,14 +49,14 @@ def run(args) -> int:
     Refuses bad flags and an unwritable ``--trace`` before the model loads. Interrupted (Ctrl-C), it says on stderr
     how many rows were finished and where they are, then exits 130.
     """
-    c = SPEC.build(args)  # every value checked before the model loads
+    c = GENERATE.build(args)  # every value checked before the model loads
     opts = c[GenerateOptions]
     prompts = c[PromptOptions].prompts()
     fmt = c[FormatConfig]
     fmt.thinking_format()
     if opts.trace:
         check_output_file(opts.trace, "--trace")
-    engine = load_engine(c[ModelConfig], fmt)
+    engine = ThinkingEngine.from_config(c[ModelConfig], fmt)
     print(f"ttscale: model {c[ModelConfig].model}; {engine.describe()}", file=sys.stderr)
     budget = replace(c[BudgetConfig], answer_without_budget=True)  # an answer after an end of turn in thinking
     batches = engine.iter_generate(prompts, budget, c[SamplingConfig], batch_size=opts.batch_size,

@@ -1,26 +1,25 @@
-"""The ``ttscale`` command: one module per subcommand, registered here explicitly.
+"""The ``ttscale`` command: the parser from ``engine/cli/flags.py``, and dispatch to the command that runs.
 
-    ttscale generate | search | eval | trace show | bench {budget,search,kv-cache}
+    ttscale generate | search | eval [report] | trace show | bench {budget,search,kv-cache,prm-memory}
 
-Each command module has ``add_parser(subparsers)`` and sets ``func`` on its parser; a module that fails to import
-fails the whole command loudly (no command is discovered by name). Every user error is a :class:`TTScaleError`:
-printed as one ``ttscale: error: ...`` sentence, exit status 2.
+The parser is torch-free, so ``--help``, ``--version`` and a refused flag answer without importing torch. Each
+parser's ``func`` names its runner as ``"module:function"`` (``engine.cli.generate:run``); :func:`run_command`
+imports that module only when the command runs — the one import by name in the project, checked by a test that
+resolves every runner. Every user error is a :class:`TTScaleError`: printed as one ``ttscale: error: ...`` sentence,
+exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 
-from transformers.utils import logging as hf_logging
-
-from engine.cli import bench, eval, generate, search, trace
 from engine.cli.args import render_config_error
+from engine.cli.flags import COMMANDS
 from engine.errors import ConfigError, TTScaleError
 from engine.version import package_version
-
-COMMANDS = (generate, search, eval, trace, bench)
 
 
 class Parser(argparse.ArgumentParser):
@@ -36,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="ttscale", description="Test-time scaling for Hugging Face models: budget forcing and search.")
     parser.add_argument("--version", action="version", version=f"ttscale {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMANDS:
-        module.add_parser(sub)
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 
@@ -46,8 +45,17 @@ def _quiet_libraries() -> None:
     logging.basicConfig(level=logging.INFO, format="ttscale: %(message)s")
     for noisy in ("transformers", "accelerate", "datasets", "httpx", "filelock"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    if "transformers" in sys.modules:  # imported by the command's module; the parser never imports it
+        from transformers.utils import logging as hf_logging  # deferred: ttscale --help must not import transformers
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+
+def run_command(name: str):
+    """The function a parser's ``func`` names (``"module:function"``), its module imported now."""
+    module, _, function = name.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,9 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    command = run_command(args.func)
     _quiet_libraries()
     try:
-        return int(args.func(args) or 0)
+        return int(command(args) or 0)
     except ConfigError as exc:  # a config dataclass names its field; the user typed the flag
         print(f"ttscale: error: {render_config_error(exc, args)}", file=sys.stderr)
         return 2

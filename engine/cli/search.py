@@ -9,61 +9,18 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
 
-from engine.cli.args import CommandConfig
 from engine.cli.common import PromptOptions, check_output_file, finished_rows, interrupts_between_rows
-from engine.errors import ConfigError, TTScaleError
+from engine.cli.flags import SEARCH, SearchOptions
+from engine.errors import TTScaleError
 from engine.formats import FormatConfig
 from engine.logits.budget import BudgetConfig
 from engine.logits.sampling import SamplingConfig
-from engine.models import ModelConfig
+from engine.model_config import ModelConfig
+from engine.models import load_from_config
 from engine.search.config import DEFAULT_SYSTEM_PROMPT, SearchConfig
 from engine.search.prm import ModelPRM, VerifierPRM, load_prm
-from engine.search.prm_protocols import PROTOCOLS
 from engine.search.searcher import Searcher
-
-
-@dataclass(frozen=True)
-class SearchOptions:
-    """The scorer of ``search`` and what it writes."""
-
-    prm: str | None = field(default=None, metadata={
-        "help": "PRM model (hub id, directory, embedded name); default: the policy model itself under --prm-protocol", "metavar": "P"})
-    prm_protocol: str = field(default="rlhflow", metadata={"help": ", ".join(PROTOCOLS)})
-    verifier: str | None = field(default=None, metadata={
-        "help": "programmatic step verifier instead of a PRM, e.g. engine.search.verifiers:arithmetic", "metavar": "MODULE:FUNCTION"})
-    max_kv_tokens: int | None = field(default=None, metadata={
-        "help": "cap on KV-cache tokens; fewer problems are searched together so the worst case fits (default: no cap)"})
-    json: bool = field(default=False, metadata={"help": "one JSON object per prompt"})
-    tree: str | None = field(default=None, metadata={"help": "write the whole search tree (every node, kept or pruned) as JSON",
-                                                     "metavar": "FILE"})
-
-    def __post_init__(self):
-        if self.max_kv_tokens is not None and (not isinstance(self.max_kv_tokens, int) or self.max_kv_tokens < 1):
-            raise ConfigError(f"`max_kv_tokens` must be an integer >= 1 (or unset for no cap), got {self.max_kv_tokens!r}")
-        if self.prm is not None and self.verifier is not None:
-            raise ConfigError("`prm` and `verifier` both given; score with a PRM model or with a verifier, not both")
-        if self.verifier is None and self.prm_protocol not in PROTOCOLS:
-            raise ConfigError(f"`prm_protocol` {self.prm_protocol!r} is unknown; use one of {', '.join(PROTOCOLS)}, "
-                              "or `verifier` module:function for a programmatic checker")
-
-
-SPEC = CommandConfig(PromptOptions, SearchConfig, SearchOptions, ModelConfig, FormatConfig, BudgetConfig, SamplingConfig,
-                     defaults={"temperature": 0.8}, skip={BudgetConfig: ("answer_without_budget",)},
-                     titles={PromptOptions: "prompts", SearchConfig: "search", SearchOptions: "scorer and output", ModelConfig: "model",
-                             FormatConfig: "thinking format", BudgetConfig: "budget forcing", SamplingConfig: "sampling"})
-
-
-def add_parser(sub) -> None:
-    """Register ``search`` on the ``ttscale`` subcommands."""
-    p = sub.add_parser(
-        "search", help="search with a process reward model: best-of-n, majority, weighted, beam, dvts",
-        description="Test-time search over a prefix-sharing KV cache (REFERENCE §3). Without --prm or --verifier the "
-                    "policy model itself scores steps under the rlhflow protocol (a stand-in sharing its weights; no "
-                    "PRM weights ship offline). The system prompt defaults to search-and-learn's step-by-step prompt.")
-    SPEC.add_to(p)
-    p.set_defaults(func=run)
 
 
 def _prm(opts: SearchOptions, model: ModelConfig, config: SearchConfig, policy, verifier):
@@ -86,7 +43,7 @@ def run(args) -> int:
     Refuses bad flags and an unwritable ``--tree`` before any model loads. Interrupted (Ctrl-C), it says on stderr how
     many rows were finished and where they are, then exits 130.
     """
-    c = SPEC.build(args)
+    c = SEARCH.build(args)
     config, opts, sampling, fmt, model = c[SearchConfig], c[SearchOptions], c[SamplingConfig], c[FormatConfig], c[ModelConfig]
     prompts = c[PromptOptions].prompts()
     if sampling.greedy and config.n > 1:
@@ -96,7 +53,7 @@ def run(args) -> int:
     verifier = VerifierPRM.from_spec(opts.verifier) if opts.verifier else None
     if opts.tree:
         check_output_file(opts.tree, "--tree")
-    policy = model.load()
+    policy = load_from_config(model)
     thinking = fmt.thinking_format(policy.tokenizer, model.model)  # auto: chosen from the tokenizer
     prm, prm_line = _prm(opts, model, config, policy, verifier)
     system = DEFAULT_SYSTEM_PROMPT if fmt.system is None else (fmt.system or None)

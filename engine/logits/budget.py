@@ -110,7 +110,7 @@ class BudgetForcingProcessor(LogitsProcessor):
 
     ``budget`` and ``tokens`` are each one value for every row or a list with one per row (each row may then have
     its own limits, continuations and final-answer string). Place it last in ``logits_processor``, after the
-    sampling warpers from ``SamplingConfig.warpers()``, and call ``generate`` with transformers' own warpers off
+    sampling warpers from ``engine.logits.warpers.warpers(sampling)``, and call ``generate`` with transformers' own warpers off
     (``SamplingConfig.generate_kwargs()``). Call :meth:`finish` with the returned sequences to observe the last
     token. One instance serves one ``generate`` call.
 

@@ -1,4 +1,4 @@
-"""Sampling settings, and the warpers we run ourselves so budget forcing sees the final distribution.
+"""Sampling settings (torch-free), and why the engine runs the warpers itself so budget forcing sees the final distribution.
 
 transformers applies temperature/top-k/top-p *after* custom processors (REFERENCE §5). Budget forcing must know
 the probability the sampler will put on ending thinking, so the engine builds the warpers itself, places them in
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-
-from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from engine.errors import ConfigError
 
@@ -44,21 +42,8 @@ class SamplingConfig:
     def greedy(self) -> bool:
         return self.temperature == 0
 
-    def warpers(self) -> list:
-        """The transformers warpers for these settings, in transformers' own order (temperature, top-k, top-p)."""
-        if self.greedy:
-            return []
-        out = []
-        if self.temperature != 1.0:
-            out.append(TemperatureLogitsWarper(self.temperature))
-        if self.top_k > 0:
-            out.append(TopKLogitsWarper(self.top_k))
-        if self.top_p < 1.0:
-            out.append(TopPLogitsWarper(self.top_p))
-        return out
-
     def generate_kwargs(self) -> dict:
-        """Arguments for ``model.generate`` that leave all warping to :meth:`warpers`."""
+        """Arguments for ``model.generate`` that leave all warping to :func:`engine.logits.warpers.warpers`."""
         if self.greedy:
             return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         return {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0}

@@ -12,16 +12,44 @@ Modules, one concept each:
 - ``tree``          — ``SearchTree``: every node explored, kept or pruned, as JSON
 - ``searcher``      — ``Searcher``: the loop expand → score → select → prune, and ``SearchResult``
 - ``prm``, ``prm_protocols``, ``verifiers`` — process reward models and programmatic step verifiers
+
+The names below are exported lazily (PEP 562), so that importing ``engine.search.config`` (as the torch-free
+flags of ``ttscale search`` do) does not import torch.
 """
 
-from engine.search.config import DEFAULT_SYSTEM_PROMPT, STRATEGIES, SearchConfig
-from engine.search.prm import PRM, ModelPRM, VerifierPRM, aggregate, load_prm
-from engine.search.searcher import Completion, Searcher, SearchResult, default_prm
-from engine.search.select import Candidate, Selection, choose_answer, choose_index, select, share, votes
-from engine.search.tree import Node, SearchTree
+import importlib
 
-__all__ = [
-    "DEFAULT_SYSTEM_PROMPT", "STRATEGIES", "SearchConfig", "PRM", "ModelPRM", "VerifierPRM", "aggregate", "load_prm",
-    "Completion", "Searcher", "SearchResult", "default_prm", "Candidate", "Selection", "choose_answer", "choose_index", "select", "share",
-    "votes", "Node", "SearchTree",
-]
+_EXPORTS = {
+    "DEFAULT_SYSTEM_PROMPT": "engine.search.config",
+    "STRATEGIES": "engine.search.config",
+    "SearchConfig": "engine.search.config",
+    "PRM": "engine.search.prm",
+    "ModelPRM": "engine.search.prm",
+    "VerifierPRM": "engine.search.prm",
+    "aggregate": "engine.search.prm",
+    "load_prm": "engine.search.prm",
+    "Completion": "engine.search.searcher",
+    "Searcher": "engine.search.searcher",
+    "SearchResult": "engine.search.searcher",
+    "default_prm": "engine.search.searcher",
+    "Candidate": "engine.search.select",
+    "Selection": "engine.search.select",
+    "choose_answer": "engine.search.select",
+    "choose_index": "engine.search.select",
+    "select": "engine.search.select",
+    "share": "engine.search.select",
+    "votes": "engine.search.select",
+    "Node": "engine.search.tree",
+    "SearchTree": "engine.search.tree",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """Import the module that defines an exported ``name`` on first use; refuse any other name as Python does."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'engine.search' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

@@ -18,7 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.errors import ConfigError
-from engine.search.prm import AGGREGATIONS
+
+# How a branch's step scores become one score (engine.search.prm.aggregate).
+AGGREGATIONS = ("last", "min", "prod", "mean")
 
 STRATEGIES = ("best-of-n", "majority", "weighted", "beam", "dvts")
 STEPWISE = ("beam", "dvts")

@@ -30,6 +30,7 @@ import torch
 from engine.kv_cache import Branch, KVCacheManager
 from engine.logits.budget import BudgetConfig, BudgetMachine, BudgetTokens, RowState, apply_actions, end_checks
 from engine.logits.sampling import SamplingConfig
+from engine.logits.warpers import warpers
 
 DELIMITER, CAP, STOP, LENGTH = "delimiter", "cap", "stop", "length"
 
@@ -143,7 +144,7 @@ class Expander:
         self.manager, self.tokenizer = manager, tokenizer
         self.end_ids = frozenset(int(t) for t in end_ids)
         self.delimiter, self.max_steps, self.max_step_tokens = delimiter, max_steps, max_step_tokens
-        self.warpers = sampling.warpers()
+        self.warpers = warpers(sampling)
         self.generator = generator
         self._window = len(delimiter) + 2  # tokens whose text must hold a delimiter that the newest token completed
 

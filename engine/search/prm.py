@@ -53,9 +53,8 @@ from engine.errors import TTScaleError
 from engine.kv_cache import Branch, KVCacheManager
 from engine.kv_cache.compat import require_cache_argument
 from engine.models import load_model, pick_device, pick_dtype, resolve_model
+from engine.search.config import AGGREGATIONS
 from engine.search.prm_protocols import PROTOCOLS, Protocol, make_protocol
-
-AGGREGATIONS = ("last", "min", "prod", "mean")
 
 
 def aggregate(scores: list[float], how: str = "last") -> float:

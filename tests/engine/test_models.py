@@ -9,7 +9,8 @@ import torch
 import engine.version as version_module
 from engine.cli.main import main
 from engine.errors import ConfigError, TTScaleError
-from engine.models import ModelConfig, gguf_to_safetensors, load_model, pick_attention, pick_dtype, resolve_model
+from engine.model_config import ModelConfig
+from engine.models import gguf_to_safetensors, load_model, pick_attention, pick_dtype, resolve_model
 from engine.version import package_version
 
 GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (flash-attn / bitsandbytes paths)")

@@ -1,21 +1,24 @@
 """Config dataclasses drive the CLI: one flag per field with its help, ``--config FILE.yaml``, errors per audience."""
 
 import dataclasses
+import subprocess
+import sys
 
 import pytest
+from conftest import REPO
 
-from engine.cli import eval as eval_cmd
-from engine.cli import generate, search, trace
+from benchmarks.speed.options import BENCHMARKS
+from engine.cli import flags
 from engine.cli.args import CommandConfig
-from engine.cli.bench import BENCHMARKS
-from engine.cli.main import build_parser, main
+from engine.cli.eval import config_from_args
+from engine.cli.main import build_parser, main, run_command
 from engine.errors import ConfigError
 from engine.logits.budget import BudgetConfig
 from engine.logits.sampling import SamplingConfig
 from engine.search.config import SearchConfig
 
-SPECS = {"generate": generate.SPEC, "search": search.SPEC, "eval": eval_cmd.SPEC, "trace show": trace.SPEC,
-         **{f"bench {name}": module.SPEC for name, module in BENCHMARKS.items()}}
+SPECS = {"generate": flags.GENERATE, "search": flags.SEARCH, "eval": flags.EVAL, "trace show": flags.TRACE,
+         **{f"bench {name}": b.spec for name, b in BENCHMARKS.items()}}
 
 
 @pytest.mark.parametrize("name", SPECS)
@@ -65,15 +68,15 @@ def test_config_file_sets_values_and_flags_win(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("max-thinking-tokens: 64\nmin_thinking_tokens: 8\nignore_str: [Wait, Hmm]\ntemperature: 0.5\n"
                     "strategy: dvts\nn: 8\nbeam_width: 4\nprompt: [\"What is 2+2?\"]\n")
-    c = search.SPEC.build(_args("search", ["--config", str(path), "--min-thinking-tokens", "16"]))
+    c = flags.SEARCH.build(_args("search", ["--config", str(path), "--min-thinking-tokens", "16"]))
     b = c[BudgetConfig]
     assert (b.max_thinking_tokens, b.min_thinking_tokens, b.ignore_strs) == (64, 16, ("Wait", "Hmm"))
     assert c[SamplingConfig].temperature == 0.5 and c[SearchConfig].strategy == "dvts"
-    assert c[search.PromptOptions].prompts() == ["What is 2+2?"]
+    assert c[flags.PromptOptions].prompts() == ["What is 2+2?"]
     # without the file: the command's own default (search samples at T = 0.8), the dataclass defaults elsewhere
-    d = search.SPEC.build(_args("search", ["x"]))
+    d = flags.SEARCH.build(_args("search", ["x"]))
     assert d[SamplingConfig].temperature == 0.8 and d[BudgetConfig] == BudgetConfig()
-    assert generate.SPEC.build(_args("generate", ["x"]))[SamplingConfig].temperature == 0.0
+    assert flags.GENERATE.build(_args("generate", ["x"]))[SamplingConfig].temperature == 0.0
 
 
 @pytest.mark.parametrize("text, message", [
@@ -105,7 +108,7 @@ def test_config_file_values_are_checked_by_the_dataclass_too(tmp_path, capsys):
 def test_eval_takes_a_config_file_too(tmp_path):
     path = tmp_path / "e.yaml"
     path.write_text("dataset: synthetic\nmethod: [budget, majority]\nbudgets: [8, 16]\nn: [1, 2]\nlimit: 3\n")
-    config = eval_cmd.config_from_args(_args("eval", ["--config", str(path), "--limit", "2"]))
+    config = config_from_args(_args("eval", ["--config", str(path), "--limit", "2"]))
     assert config.methods == ("budget", "majority") and config.budgets == (8, 16) and config.limit == 2
 
 
@@ -139,14 +142,48 @@ def test_every_registered_command_uses_a_command_config():
             assert p.get_default("_spec") is not None, name
 
 
-def test_commands_are_imported_not_discovered():
-    """A command module is a plain import of main.py: a broken one fails ``ttscale`` loudly instead of vanishing."""
+def test_commands_are_registered_not_discovered():
+    """Commands are listed in ``flags.COMMANDS``, not found by scanning: only ``main.run_command`` imports by name, and
+    every command module with a ``run`` is the runner of some parser (none is left unreachable)."""
     import pathlib
 
     import engine.cli.main as cli_main
 
-    for path in pathlib.Path(cli_main.__file__).parent.glob("*.py"):
-        text = path.read_text(encoding="utf-8")
-        assert "importlib" not in text and "__import__" not in text, f"{path.name} looks commands up by name"
-    assert [m.__name__ for m in cli_main.COMMANDS] == ["engine.cli.generate", "engine.cli.search", "engine.cli.eval",
-                                                       "engine.cli.trace", "engine.cli.bench"]
+    folder = pathlib.Path(cli_main.__file__).parent
+    by_name = [p.name for p in folder.glob("*.py") if "importlib" in p.read_text(encoding="utf-8") or "__import__" in p.read_text(encoding="utf-8")]
+    assert by_name == ["main.py"]
+    runners = {p.get_default("func").partition(":")[0] for _, p in _leaf_parsers(build_parser()) if p.get_default("func")}
+    modules = {f"engine.cli.{p.stem}" for p in folder.glob("*.py") if "\ndef run(" in p.read_text(encoding="utf-8")}
+    assert modules == {"engine.cli.generate", "engine.cli.search", "engine.cli.eval", "engine.cli.trace"}
+    assert modules <= runners
+
+
+def _leaf_parsers(parser, path=()):
+    """Every parser of the ``ttscale`` tree with its command path."""
+    yield " ".join(path), parser
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            for name, child in action.choices.items():
+                yield from _leaf_parsers(child, (*path, name))
+
+
+def test_every_command_names_a_runner_that_resolves():
+    """The parser names each command's runner as ``module:function``; every one imports and is callable."""
+    runners = {name: p.get_default("func") for name, p in _leaf_parsers(build_parser()) if p.get_default("func")}
+    assert {"generate", "search", "eval", "eval report", "trace show", *(f"bench {b}" for b in BENCHMARKS)} <= set(runners)
+    for name, func in runners.items():
+        assert isinstance(func, str) and ":" in func, name
+        assert callable(run_command(func)), name
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["generate", "--help"], ["search", "--help"], ["eval", "--help"],
+                                  ["trace", "show", "--help"], ["bench", "budget", "--help"], ["generate", "--temperature", "x"]])
+def test_help_and_refused_flags_import_no_torch(argv):
+    """``--help``, ``--version`` and a flag argparse refuses answer from the torch-free parser: in a fresh interpreter,
+    neither torch nor transformers is imported afterwards."""
+    code = ("import sys, contextlib, io\nfrom engine.cli.main import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+            f"    status = main({argv!r})\n"
+            "print(status, 'torch' in sys.modules, 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout.split()
+    assert out == [("2" if argv[-1] == "x" else "0"), "False", "False"], out

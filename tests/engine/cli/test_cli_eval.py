@@ -8,7 +8,8 @@ import pytest
 
 from benchmarks.eval.config import EvalConfig, config_fields
 from benchmarks.eval.store import RunStore, new_row
-from engine.cli.eval import SPEC, config_from_args
+from engine.cli.eval import config_from_args
+from engine.cli.flags import EVAL as SPEC
 from engine.cli.main import build_parser, main
 
 

@@ -1,0 +1,182 @@
+"""Every command's flags, torch-free: the option dataclasses, their :class:`~engine.cli.args.CommandConfig` specs and
+the ``add_<command>(subparsers)`` functions that register them.
+
+Building the whole ``ttscale`` parser imports only this module, the config dataclasses it names (``ModelConfig``,
+``FormatConfig``, ``BudgetConfig``, ``SamplingConfig``, ``SearchConfig``, ``EvalConfig``, the benchmarks' options)
+and argparse — never torch or transformers — so ``ttscale --help`` and ``ttscale generate --help`` answer at once.
+A parser's ``func`` default names the function that runs the command as ``"module:function"``;
+:func:`engine.cli.main.main` imports that module only when the command runs (``tests/engine/cli`` checks that every
+name resolves).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from benchmarks.eval.config import DEFAULT_BUDGETS, DEFAULT_N, METHODS, EvalConfig
+from benchmarks.speed.options import BENCHMARKS
+from engine.cli.args import CommandConfig
+from engine.cli.common import PromptOptions
+from engine.errors import ConfigError
+from engine.formats import FormatConfig
+from engine.logits.budget_state import BudgetConfig
+from engine.logits.sampling import SamplingConfig
+from engine.model_config import ModelConfig
+from engine.search.config import SearchConfig
+from engine.search.prm_protocols import PROTOCOLS
+
+# ─── generate ──────────────────────────────────────────────────────────────────────────────────────────────────
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """How ``generate`` batches and what it writes."""
+
+    batch_size: int = field(default=8, metadata={"help": "prompts per generate call"})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "overall cap (default: thinking cap + answer cap + forced text)"})
+    json: bool = field(default=False, metadata={"help": "one JSON object per prompt"})
+    trace: str | None = field(default=None, metadata={"help": "write a token-level JSONL trace", "metavar": "FILE"})
+
+    def __post_init__(self):
+        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
+            raise ConfigError(f"`batch_size` must be an integer >= 1, got {self.batch_size!r}")
+        if self.max_new_tokens is not None and (not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1):
+            raise ConfigError(f"`max_new_tokens` must be an integer >= 1 (or unset), got {self.max_new_tokens!r}")
+
+
+GENERATE = CommandConfig(PromptOptions, ModelConfig, FormatConfig, BudgetConfig, SamplingConfig, GenerateOptions,
+                     titles={PromptOptions: "prompts", ModelConfig: "model", FormatConfig: "thinking format",
+                             BudgetConfig: "budget forcing", SamplingConfig: "sampling", GenerateOptions: "output"},
+                     skip={BudgetConfig: ("answer_without_budget",)})  # always on here; --no-answer-on-end-of-turn stops it
+
+
+def add_generate(sub) -> None:
+    """Register ``generate`` on the ``ttscale`` subcommands."""
+    g = sub.add_parser("generate", help="budget-forced generation", description="Generate with s1 budget forcing in one generate call.")
+    GENERATE.add_to(g)
+    g.set_defaults(func="engine.cli.generate:run")
+
+
+# ─── search ───────────────────────────────────────────────────────────────────────────────────────────────────────────
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """The scorer of ``search`` and what it writes."""
+
+    prm: str | None = field(default=None, metadata={
+        "help": "PRM model (hub id, directory, embedded name); default: the policy model itself under --prm-protocol", "metavar": "P"})
+    prm_protocol: str = field(default="rlhflow", metadata={"help": ", ".join(PROTOCOLS)})
+    verifier: str | None = field(default=None, metadata={
+        "help": "programmatic step verifier instead of a PRM, e.g. engine.search.verifiers:arithmetic", "metavar": "MODULE:FUNCTION"})
+    max_kv_tokens: int | None = field(default=None, metadata={
+        "help": "cap on KV-cache tokens; fewer problems are searched together so the worst case fits (default: no cap)"})
+    json: bool = field(default=False, metadata={"help": "one JSON object per prompt"})
+    tree: str | None = field(default=None, metadata={"help": "write the whole search tree (every node, kept or pruned) as JSON",
+                                                     "metavar": "FILE"})
+
+    def __post_init__(self):
+        if self.max_kv_tokens is not None and (not isinstance(self.max_kv_tokens, int) or self.max_kv_tokens < 1):
+            raise ConfigError(f"`max_kv_tokens` must be an integer >= 1 (or unset for no cap), got {self.max_kv_tokens!r}")
+        if self.prm is not None and self.verifier is not None:
+            raise ConfigError("`prm` and `verifier` both given; score with a PRM model or with a verifier, not both")
+        if self.verifier is None and self.prm_protocol not in PROTOCOLS:
+            raise ConfigError(f"`prm_protocol` {self.prm_protocol!r} is unknown; use one of {', '.join(PROTOCOLS)}, "
+                              "or `verifier` module:function for a programmatic checker")
+
+
+SEARCH = CommandConfig(PromptOptions, SearchConfig, SearchOptions, ModelConfig, FormatConfig, BudgetConfig, SamplingConfig,
+                     defaults={"temperature": 0.8}, skip={BudgetConfig: ("answer_without_budget",)},
+                     titles={PromptOptions: "prompts", SearchConfig: "search", SearchOptions: "scorer and output", ModelConfig: "model",
+                             FormatConfig: "thinking format", BudgetConfig: "budget forcing", SamplingConfig: "sampling"})
+
+
+def add_search(sub) -> None:
+    """Register ``search`` on the ``ttscale`` subcommands."""
+    p = sub.add_parser(
+        "search", help="search with a process reward model: best-of-n, majority, weighted, beam, dvts",
+        description="Test-time search over a prefix-sharing KV cache (REFERENCE §3). Without --prm or --verifier the "
+                    "policy model itself scores steps under the rlhflow protocol (a stand-in sharing its weights; no "
+                    "PRM weights ship offline). The system prompt defaults to search-and-learn's step-by-step prompt.")
+    SEARCH.add_to(p)
+    p.set_defaults(func="engine.cli.search:run")
+
+
+# ─── eval ─────────────────────────────────────────────────────────────────────────────────────────────────────────────
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """Where ``eval`` writes and whether it shows progress (neither changes the rows)."""
+
+    out: str | None = field(default=None, metadata={"help": "output directory (created; an existing one is resumed)", "metavar": "DIR"})
+    progress: bool = field(default=True, metadata={"help": "no progress bar", "flag": "--no-progress", "negate": True})
+
+    def __post_init__(self):
+        if not self.out:
+            raise ConfigError("`out` is missing; give the directory to write samples.jsonl and the report into")
+
+
+# The policy model and its format are EvalConfig fields (they decide the rows); ModelConfig adds how it is placed.
+EVAL = CommandConfig(EvalConfig, ModelConfig, EvalOptions, skip={ModelConfig: ("model", "dtype", "quantization")},
+                     titles={EvalConfig: "evaluation (benchmarks.eval.config.EvalConfig)", ModelConfig: "model placement",
+                             EvalOptions: "output"})
+
+
+def add_eval(sub) -> None:
+    """Register ``eval`` (and ``eval report``) on the ``ttscale`` subcommands."""
+    p = sub.add_parser(
+        "eval", help="evaluate test-time scaling methods on a benchmark (accuracy vs thinking tokens and vs N)",
+        description="Run methods swept over their compute knob on a benchmark; write samples.jsonl, metrics.json, "
+                    "scaling.png and summary.md into --out. A killed run started again with the same --out resumes "
+                    "where it stopped. Sharded over processes by `accelerate launch` (on CPU: "
+                    "`accelerate launch --multi_gpu --num_processes 2 -m engine.cli eval ...`, or torchrun).",
+        epilog=f"methods: {', '.join(METHODS)}. Defaults: --budgets {' '.join(map(str, DEFAULT_BUDGETS))}, "
+               f"--n {' '.join(map(str, DEFAULT_N))}. Redraw a report: ttscale eval report DIR")
+    EVAL.add_to(p)
+    p.set_defaults(func="engine.cli.eval:run", eval_command=None)
+    rsub = p.add_subparsers(dest="eval_command", metavar="report DIR")
+    r = rsub.add_parser("report", help="redraw metrics.json, scaling.png and summary.md from DIR/samples.jsonl")
+    r.add_argument("dir", metavar="DIR")
+    r.set_defaults(func="engine.cli.eval:run_report")
+
+
+# ─── trace ────────────────────────────────────────────────────────────────────────────────────────────────────────────
+
+@dataclass(frozen=True)
+class TraceShowOptions:
+    """What ``trace show`` renders."""
+
+    file: str = field(default="", metadata={"help": "trace JSONL written by --trace", "positional": True, "nargs": None, "metavar": "FILE"})
+    prompt_index: int | None = field(default=None, metadata={"help": "show only this prompt of the trace"})
+    top: bool = field(default=False, metadata={"help": "show each token's probability and top alternatives"})
+    no_color: bool = field(default=False, metadata={"help": "plain text even on a terminal"})
+
+    def __post_init__(self):
+        if self.prompt_index is not None and self.prompt_index < 0:
+            raise ConfigError(f"`prompt_index` must be >= 0, got {self.prompt_index}")
+
+
+TRACE = CommandConfig(TraceShowOptions, titles={TraceShowOptions: "display"})
+
+
+def add_trace(sub) -> None:
+    """Register ``trace`` (and ``trace show``) on the ``ttscale`` subcommands."""
+    t = sub.add_parser("trace", help="inspect a token-level trace")
+    tsub = t.add_subparsers(dest="trace_command", metavar="ACTION", required=True)
+    ts = tsub.add_parser("show", help="render a trace with forced tokens and suppressed endings marked")
+    TRACE.add_to(ts)
+    ts.set_defaults(func="engine.cli.trace:run")
+
+
+# ─── bench ────────────────────────────────────────────────────────────────────────────────────────────────────────────
+
+def add_bench(sub) -> None:
+    """Register ``bench`` and one subcommand per benchmark of :data:`benchmarks.speed.options.BENCHMARKS`."""
+    p = sub.add_parser("bench", help="run a benchmark (ends with one JSON line)")
+    bsub = p.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
+    for name, b in BENCHMARKS.items():
+        bp = bsub.add_parser(name, help=b.help, description=b.help)
+        b.spec.add_to(bp)
+        bp.set_defaults(func=b.run)
+
+
+# The commands, in the order ``ttscale --help`` lists them.
+COMMANDS = (add_generate, add_search, add_eval, add_trace, add_bench)
