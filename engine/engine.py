@@ -66,7 +66,7 @@ class ThinkingEngine:
     delimiters the tokenizer cannot encode, empty prompts and empty prompt lists.
     """
 
-    def __init__(self, model, tokenizer, format: str | ThinkingFormat = "s1", template: str = "auto",
+    def __init__(self, model, tokenizer, format: str | ThinkingFormat = "auto", template: str = "auto",
                  system: str | None = None, format_reason: str | None = None):
         self.model = model
         self.tokenizer = tokenizer
@@ -79,11 +79,15 @@ class ThinkingEngine:
         self.system = system
 
     @classmethod
-    def from_pretrained(cls, spec: str = "smollm2-135m", format: str | ThinkingFormat = "s1", template: str = "auto",
+    def from_pretrained(cls, spec: str = "smollm2-135m", format: str | ThinkingFormat = "auto", template: str = "auto",
                         system: str | None = None, **load_kwargs) -> "ThinkingEngine":
-        """Load a model with :func:`engine.models.load_model` (same arguments) and wrap it."""
+        """Load a model with :func:`engine.models.load_model` (same arguments) and wrap it; ``format="auto"`` (the
+        default) chooses from the tokenizer and ``spec`` (:func:`engine.formats.choose_format`), as the CLI does."""
         lm = load_model(spec, **load_kwargs)
-        return cls(lm.model, lm.tokenizer, format=format, template=template, system=system)
+        reason = None
+        if format == "auto":
+            format, reason = choose_format(lm.tokenizer, spec)
+        return cls(lm.model, lm.tokenizer, format=format, template=template, system=system, format_reason=reason)
 
     @classmethod
     def from_config(cls, model: ModelConfig, fmt: FormatConfig | None = None) -> "ThinkingEngine":

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from benchmarks.eval.store import PARALLEL_METHODS, SEQUENTIAL_METHODS, canonical_json, row_key
 from engine.errors import ConfigError, TTScaleError
+from engine.formats import FormatConfig
 from engine.search.prm_protocols import PROTOCOLS
 
 POOLED = ("majority", "best-of-n", "weighted")          # share one pool of max(N) samples per problem
@@ -78,7 +79,7 @@ class EvalConfig:
     model: str = field(default="smollm2-135m", metadata=_help("policy model"))
     dtype: str = field(default="auto", metadata=_help("model dtype"))
     quantization: str | None = field(default=None, metadata=_help("bitsandbytes quantisation"))
-    format: str = field(default="s1", metadata=_help("thinking format"))
+    format: str = field(default="auto", metadata=_help("thinking format: auto (chosen from the tokenizer, as generate does), s1, think-tags or custom"))
     think_start: str | None = field(default=None, metadata=_help("string that opens thinking"))
     think_end: str | None = field(default=None, metadata=_help("end-of-thinking delimiter"))
     template: str = field(default="auto", metadata=_help("prompt style"))
@@ -119,6 +120,7 @@ class EvalConfig:
                                    ("`parallel_max_thinking`", self.parallel_max_thinking, 1), ("`limit`", self.limit, 1)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
                 raise ConfigError(f"{flag} must be an integer >= {least}, got {value!r}")
+        FormatConfig(self.format, self.think_start, self.think_end, self.template, self.system).thinking_format()  # refuses a bad format now
         for name in ("temperature", "top_p", "rejection_temperature"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v or v in (float("inf"), float("-inf")):

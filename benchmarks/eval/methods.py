@@ -34,7 +34,7 @@ from benchmarks.eval.store import PARALLEL_METHODS, new_row, read_samples
 from engine.answers import ANSWER_DELIMITERS, extract_answer, extract_choice, is_equivalent
 from engine.engine import ThinkingEngine
 from engine.errors import TTScaleError
-from engine.formats import end_of_turn_ids, get_format
+from engine.formats import FormatConfig, end_of_turn_ids
 from engine.logits.budget import BudgetConfig
 from engine.logits.countdown import CountdownProcessor
 from engine.logits.sampling import SamplingConfig
@@ -76,12 +76,13 @@ class Context:
     def build(cls, config: EvalConfig, model=None, tokenizer=None, device: str = "auto", device_map=None, attn: str = "auto",
               trust_remote_code: bool = False) -> "Context":
         """Load ``config.model`` (unless a model and tokenizer are given) and wrap it in a ``ThinkingEngine``."""
-        fmt = get_format(config.format, config.think_start, config.think_end)
+        settings = FormatConfig(config.format, config.think_start, config.think_end, config.template, config.system)
         if model is None or tokenizer is None:
             lm = load_model(config.model, dtype=config.dtype, device=device, device_map=device_map, attn_implementation=attn,
                             quantization=config.quantization, trust_remote_code=trust_remote_code)
             model, tokenizer = lm.model, lm.tokenizer
-        engine = ThinkingEngine(model, tokenizer, format=fmt, template=config.template, system=config.system)
+        fmt, why = settings.choose(tokenizer, config.model)  # auto: from the tokenizer, as `ttscale generate` chooses
+        engine = ThinkingEngine(model, tokenizer, format=fmt, template=config.template, system=config.system, format_reason=why)
 
         return cls(config=config, model=model, tokenizer=tokenizer, engine=engine,
                    end_ids=end_of_turn_ids(tokenizer, model.generation_config.eos_token_id),

@@ -221,7 +221,7 @@ def summary_markdown(metrics: dict, title: str | None = None) -> str:
         lines.append("")
     if par:
         lines += ["## Parallel scaling: accuracy vs N", "",
-                  "| method | setting | N | problems | accuracy | 95% CI | avg thinking tokens |",
+                  "| method | setting | N | problems | accuracy | 95% CI | thinking tokens per problem (all N samples) |",
                   "|---|---|---:|---:|---:|---:|---:|"]
         lines += [f"| {s['method']} | {s['label']} | {s['x']:g} | {s['problems']} | {_fmt(s['accuracy'], '.1f', 100)} | "
                   f"{_fmt(s['ci_low'], '.1f', 100)}–{_fmt(s['ci_high'], '.1f', 100)} | {_fmt(s['thinking_tokens'])} |"

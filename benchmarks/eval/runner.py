@@ -81,7 +81,8 @@ def processes(device: str = "auto") -> Processes:
 # --------------------------------------------------------------------------------------------- the run
 @dataclass
 class EvalResult:
-    """What a run did on this process: rows written here, units run, and (rank 0) the report's paths."""
+    """What a run did: new rows (on rank 0 those of every process, after the merge; elsewhere this process's own),
+    units run here, and (rank 0) the report's paths."""
 
     rows_written: int = 0
     units_run: int = 0
@@ -109,6 +110,7 @@ def run_eval(config: EvalConfig, out_dir: str, *, model=None, tokenizer=None, de
     problems = load_dataset_rows(config.dataset, limit=config.limit, field_map=config.fields, seed=config.seed)
     units = plan_units(config, problems)
     store = RunStore(out_dir, config.to_dict(), procs.rank, procs.world)
+    rows_before = len(store.done)
     procs.wait()  # everyone has read the same done set before anyone appends
     todo = [u for u in units if not all(k in store.done for k in u.keys())]
     mine = shard(todo, procs.rank, procs.world)
@@ -121,6 +123,8 @@ def run_eval(config: EvalConfig, out_dir: str, *, model=None, tokenizer=None, de
         if mine:
             ctx = methods.Context.build(config, model=model, tokenizer=tokenizer, device=procs.device,
                                              device_map=device_map, attn=attn, trust_remote_code=trust_remote_code)
+            if procs.rank == 0:
+                log(ctx.engine.describe())
             result.rows_written, result.units_run = _run_units(ctx, store, mine, procs, progress)
     except BaseException:
         store.close()  # every finished row is on disk already; the next run resumes from them
@@ -130,9 +134,8 @@ def run_eval(config: EvalConfig, out_dir: str, *, model=None, tokenizer=None, de
     procs.wait()  # every shard is complete and closed
     if procs.rank == 0:
         try:
-            derived = methods.derive_rows(config, store)
-            result.rows_written += derived
-            store.merge()
+            methods.derive_rows(config, store)
+            result.rows_written = store.merge() - rows_before  # every process's new rows, not only rank 0's
         finally:
             store.close()
         result.paths = report(out_dir)

@@ -49,6 +49,7 @@ def test_two_processes_write_the_same_rows_as_one(tmp_path, tiny_dir):
               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]
     proc = run(launch + ["-m", "engine.cli", "eval", *ARGS, "--model", tiny_dir, "--out", two])
     assert "over 2 processes" in proc.stderr
+    assert f"ttscale: {len(rows(one))} new rows in" in proc.stderr  # every process's rows, not only rank 0's
     assert rows(two) == rows(one) and len(rows(one)) == 5 * 2 + 5 * 2
     assert "| budget | max_thinking_tokens=4 |" in proc.stdout  # rank 0 printed the summary once
     assert proc.stdout.count("## Sequential scaling") == 1
