@@ -175,43 +175,103 @@ def resolve_model(spec: str) -> tuple[str, str]:
 def gguf_to_safetensors(gguf_path: str) -> str:
     """Convert a GGUF file once into a safetensors directory in the cache and return that directory.
 
-    The cache key is the file's absolute path, size and modification time, so a changed file is converted
-    again. Conversion happens under a file lock and into a temporary directory that is renamed at the end,
-    so concurrent processes (``accelerate launch``) never see a half-written model.
+    The cache key is a SHA-256 of the file's bytes (:func:`gguf_content_key`), so the same model installed in
+    another place — a new virtual environment, a fresh install — reuses its conversion, and a changed file is
+    converted again. Conversion happens under a file lock and into a temporary directory that is renamed at the
+    end, so concurrent processes (``accelerate launch``) never see a half-written model; the lock is removed again.
 
     Refuses a file whose header is not GGUF (:func:`check_gguf`) and, in one sentence, any file the GGUF
     reader or transformers cannot convert (a body cut short, an unsupported architecture); a failed conversion
     leaves neither a lock file nor a partial directory in the cache.
     """
     check_gguf(gguf_path)
-    st = os.stat(gguf_path)
-    key = hashlib.sha1(f"{os.path.abspath(gguf_path)}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:12]
-    stem = os.path.basename(gguf_path)[: -len(".gguf")]
     models = os.path.join(cache_root(), "models")
+    key = gguf_content_key(gguf_path)
+    stem = os.path.basename(gguf_path)[: -len(".gguf")]
     target = os.path.join(models, f"{stem}-{key}")
     if os.path.isfile(os.path.join(target, "config.json")):
+        _remember_key(gguf_path, key)
         return target
     os.makedirs(models, exist_ok=True)
-    lock, tmp = target + ".lock", target + ".tmp"
+    lock, tmp = target + ".lock", f"{target}.{os.getpid()}.tmp"
     try:
         with FileLock(lock):
-            if os.path.isfile(os.path.join(target, "config.json")):
-                return target
-            log.warning("converting %s to safetensors once (about 30 s); later loads read %s", os.path.basename(gguf_path), target)
-            _convert_gguf(gguf_path, tmp)
-            os.replace(tmp, target)
+            if not os.path.isfile(os.path.join(target, "config.json")):  # another process may have converted it meanwhile
+                log.warning("converting %s to safetensors once (about 30 s); later loads read %s", os.path.basename(gguf_path), target)
+                _convert_gguf(gguf_path, tmp)
+                os.replace(tmp, target)
+        _remove_quietly(lock)  # a process still waiting on it finds the finished model once it holds the lock
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            os.remove(lock)
-        except OSError:
-            pass
+        _remove_quietly(lock)
         try:
             os.rmdir(models)  # only when the failed conversion was all it would have held
         except OSError:
             pass
         raise
+    _remember_key(gguf_path, key)
     return target
+
+
+def _seen(gguf_path: str) -> str:
+    """The memo key of a file as it is now: its absolute path, size and modification time."""
+    st = os.stat(gguf_path)
+    return f"{os.path.abspath(gguf_path)}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def _memo_path() -> str:
+    return os.path.join(cache_root(), "models", "keys.json")
+
+
+def _read_memo() -> dict:
+    """The remembered content keys (``{path|size|mtime: key}``); an absent or unreadable memo is empty."""
+    try:
+        with open(_memo_path(), encoding="utf-8") as fh:
+            memo = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return memo if isinstance(memo, dict) else {}
+
+
+def gguf_content_key(gguf_path: str) -> str:
+    """The first 16 hex digits of the SHA-256 of a GGUF file's bytes: the name of its conversion in the cache.
+
+    Hashing reads the whole file (about 0.25 s per 100 MB); a file already converted is looked up in the memo
+    ``<cache>/models/keys.json`` by path, size and modification time instead, so it is not read again.
+    """
+    known = _read_memo().get(_seen(gguf_path))
+    if isinstance(known, str):
+        return known
+    digest = hashlib.sha256()
+    with open(gguf_path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _remember_key(gguf_path: str, key: str) -> None:
+    """Record a converted file's content key in the memo (atomically; entries of files now gone are dropped)."""
+    seen = _seen(gguf_path)
+    memo = _read_memo()
+    if memo.get(seen) == key:
+        return
+    memo = {k: v for k, v in memo.items() if os.path.exists(k.rsplit("|", 2)[0])}
+    memo[seen] = key
+    tmp = f"{_memo_path()}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(memo, fh)
+        os.replace(tmp, _memo_path())
+    except OSError:  # a read-only cache still serves the model; the file is hashed again next time
+        _remove_quietly(tmp)
+
+
+def _remove_quietly(path: str) -> None:
+    """Remove a file if it is there; a file already gone (another process removed it) is not an error."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def _convert_gguf(gguf_path: str, out: str) -> None:

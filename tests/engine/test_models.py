@@ -1,12 +1,14 @@
 """Model resolution and loading options; GPU-only behaviour skips without a GPU."""
 
 import os
+import pathlib
 import struct
 
 import pytest
 import torch
 
 import engine.version as version_module
+from engine import models
 from engine.cli.main import main
 from engine.errors import ConfigError, TTScaleError
 from engine.model_config import ModelConfig
@@ -131,6 +133,36 @@ def test_failed_conversion_leaves_nothing_in_cache(tmp_path, monkeypatch, build)
     text = _one_sentence(info, f"the GGUF file {path} could not be converted (")
     assert text.endswith("); re-download it, or give a transformers model directory instead")
     assert not cache.exists() or list(cache.rglob("*")) == []  # no lock file, no .tmp directory, no partial model
+
+
+def test_conversion_cache_is_keyed_by_content_and_keeps_no_lock(tmp_path, monkeypatch):
+    """The same GGUF in two places (a reinstall, another venv) converts once; a changed file converts again; a
+    successful conversion leaves no lock file; a file seen before is not hashed again (the memo answers)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TTSCALE_CACHE", str(cache))
+    converted = []
+
+    def fake_convert(gguf_path, out):  # the cache logic only; real conversions are tested above and end to end
+        converted.append(gguf_path)
+        os.makedirs(out)
+        (pathlib.Path(out) / "config.json").write_text("{}")
+
+    monkeypatch.setattr(models, "_convert_gguf", fake_convert)
+    body = b"GGUF" + struct.pack("<IQQ", 3, 1, 1) + bytes(range(256)) * 64
+    first, second = tmp_path / "a" / "m.gguf", tmp_path / "b" / "m.gguf"
+    for p in (first, second):
+        p.parent.mkdir()
+        p.write_bytes(body)
+    one = gguf_to_safetensors(str(first))
+    assert gguf_to_safetensors(str(second)) == one and converted == [str(first)]
+    assert sorted(p.name for p in (cache / "models").iterdir()) == sorted([os.path.basename(one), "keys.json"])
+    monkeypatch.setattr(models.hashlib, "sha256", lambda: pytest.fail("a file seen before was hashed again"))
+    assert gguf_to_safetensors(str(first)) == one
+    monkeypatch.undo()
+    monkeypatch.setenv("TTSCALE_CACHE", str(cache))
+    monkeypatch.setattr(models, "_convert_gguf", fake_convert)
+    second.write_bytes(body + b"changed")
+    assert gguf_to_safetensors(str(second)) != one and len(converted) == 2
 
 
 def _write_model_dir(path, config="{}", weights=True, tokenizer=True):
