@@ -23,7 +23,7 @@ from transformers import LogitsProcessorList
 from engine.errors import TTScaleError
 from engine.formats import FormatConfig, ThinkingFormat, build_prompt, choose_format, get_format, prompt_style
 from engine.limits import check_context
-from engine.logits.budget import ANSWER, THINKING, BudgetConfig, BudgetForcingProcessor, BudgetTokens
+from engine.logits.budget import ANSWER, ANSWER_PREFIX, THINKING, BudgetConfig, BudgetForcingProcessor, BudgetTokens
 from engine.logits.sampling import SamplingConfig
 from engine.logits.warpers import warpers
 from engine.model_config import ModelConfig
@@ -35,7 +35,12 @@ DEFAULT_THINKING_ALLOWANCE = 1024
 
 @dataclass
 class GenerationResult:
-    """One prompt's generation, split into thinking and answer, with what the budget did to it."""
+    """One prompt's generation, split into thinking and answer, with what the budget did to it.
+
+    ``answer`` is the text after thinking, a forced ``Final Answer:`` prefix included; ``answer_tokens`` counts only the
+    model's own answer tokens (what ``max_answer_tokens`` caps), ``forced_tokens`` the delimiter and prefix the budget
+    inserted.
+    """
 
     prompt: str
     thinking: str
@@ -45,6 +50,7 @@ class GenerationResult:
     waits_injected: int
     forced_stop: bool
     finish_reason: str
+    forced_tokens: int = 0   # the forced delimiter and answer prefix: counted neither as thinking nor as answer
     token_ids: list[int] = field(default_factory=list)
     prompt_tokens: int = 0
     wall_s: float = 0.0
@@ -231,13 +237,13 @@ class ThinkingEngine:
         for row, (prompt, st) in enumerate(zip(prompts, states)):
             ids_row = [t[0] for t in st.tokens]
             thinking = [t[0] for t in st.tokens if t[3] == THINKING]
-            answer = [t[0] for t in st.tokens if t[3] == ANSWER]
+            answer = [t[0] for t in st.tokens if t[3] in (ANSWER_PREFIX, ANSWER)]
             res = GenerationResult(
                 prompt=prompt,
                 thinking=self.tokenizer.decode(thinking, skip_special_tokens=False),
                 answer=self.tokenizer.decode(answer, skip_special_tokens=True).strip(),
                 thinking_tokens=st.thinking_tokens, answer_tokens=st.answer_tokens, waits_injected=st.injections,
-                forced_stop=st.forced_stop, finish_reason=st.finish_reason, token_ids=ids_row,
+                forced_stop=st.forced_stop, finish_reason=st.finish_reason, forced_tokens=st.forced_tokens, token_ids=ids_row,
                 prompt_tokens=int(mask[row].sum()), wall_s=wall,
             )
             if trace:

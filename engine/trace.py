@@ -90,7 +90,8 @@ def render_trace(records: list[dict], color: bool = True, prompt_index: int | No
         idx = head["prompt_index"]
         toks = [r for r in records if r["type"] == "token" and r["prompt_index"] == idx]
         out.append(paint(f"━━ prompt {idx}: {head['prompt']}", "1"))
-        out.append(f"   thinking {head['thinking_tokens']} tok · answer {head['answer_tokens']} tok · "
+        forced = f" · forced {head['forced_tokens']} tok" if isinstance(head.get("forced_tokens"), int) else ""
+        out.append(f"   thinking {head['thinking_tokens']} tok · answer {head['answer_tokens']} tok{forced} · "
                    f"waits {head['waits_injected']} · forced stop {head['forced_stop']} · finish {head['finish_reason']}")
         expected = head.get("generated_tokens")
         if isinstance(expected, int) and len(toks) != expected:

@@ -189,7 +189,7 @@ def _sequential_rows(ctx: Context, unit: Unit, questions: list[str], results: li
         text = ctx.text(r.token_ids)
         answer = ctx.extract(p, text)
         extra = {"waits_injected": r.waits_injected, "forced_stop": r.forced_stop, "finish_reason": r.finish_reason,
-                 **(extras[i] if extras else {})}
+                 "forced_tokens": r.forced_tokens, **(extras[i] if extras else {})}
         rows.append(new_row(p.id, method, setting, compute=r.thinking_tokens, correct=ctx.is_correct(p, answer),
                             prompt=ctx.engine.render(q), generation=text, extracted=answer, gold=p.answer,
                             thinking_tokens=r.thinking_tokens, answer_tokens=r.answer_tokens,

@@ -28,8 +28,11 @@ from transformers import LogitsProcessor
 from engine.errors import TTScaleError
 from engine.logits.budget_state import (
     ANSWER,
+    ANSWER_PREFIX,
     BLOCK_END,
+    DELIMITER,
     DONE,
+    END,
     NOTHING,
     THINKING,
     Action,
@@ -41,7 +44,8 @@ from engine.logits.budget_state import (
     RowState,
 )
 
-__all__ = ["ANSWER", "BLOCK_END", "DONE", "NOTHING", "THINKING", "Action", "BudgetConfig", "BudgetForcingProcessor",
+__all__ = ["ANSWER", "ANSWER_PREFIX", "BLOCK_END", "DELIMITER", "END", "DONE", "NOTHING", "THINKING", "Action", "BudgetConfig",
+           "BudgetForcingProcessor",
            "BudgetMachine", "BudgetTokens", "EndCheck", "Forced", "RowState", "apply_actions", "end_checks"]
 
 

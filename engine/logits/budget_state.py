@@ -16,6 +16,10 @@ A :class:`BudgetMachine` holds one row's :class:`RowState`. The tensor side (``B
     thinking, model would not   -> block the end tokens, so the sampler draws from the rest
     answer, count >= max_answer -> force end of turn
 
+Counting: ``thinking_tokens`` are the thinking the row got (sampled, plus injected continuations, as s1 counts);
+``answer_tokens`` only the model's own answer tokens, which ``max_answer_tokens`` caps exactly; ``forced_tokens`` the
+text the budget inserted that is neither (the forced delimiter and the ``final_answer_str`` prefix after a cap).
+
 With no thinking budget (and ``answer_without_budget`` off, the library default) the machine only watches: it re-labels the delimiter once the model wrote it whole and
 switches to the answer phase, so the output equals plain generation. Every observed token is recorded in
 ``RowState.tokens`` with its source (sampled / forced) and reason, for the trace (``engine/trace.py``).
@@ -34,6 +38,9 @@ from engine.errors import ConfigError, TTScaleError
 from engine.formats import ThinkingFormat, encode_text, end_of_turn_ids
 
 THINKING, ANSWER, DONE = "thinking", "answer", "done"
+# What a token counts as, besides thinking and answer: the delimiter, the forced answer prefix ("Final Answer:",
+# part of the answer text but not of the model's own answer), and end of turn.
+DELIMITER, ANSWER_PREFIX, END = "delimiter", "answer_prefix", "end"
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,7 @@ class RowState:
     phase: str = THINKING
     thinking_tokens: int = 0
     answer_tokens: int = 0
+    forced_tokens: int = 0                    # forced delimiter and answer prefix: neither thinking nor answer
     injections: int = 0
     ignores_used: int = 0
     forced_stop: bool = False
@@ -221,17 +229,19 @@ class BudgetMachine:
             source = "forced" if decision.reason not in (None, "model_end") else "sampled"
         category = decision.category
         if token in self.tokens.end_ids and category in (THINKING, ANSWER):
-            category = "end"
+            category = END
         st.tokens.append((token, source, decision.reason, category, st.phase, prob))
         if category == THINKING:
             st.thinking_tokens += 1
         elif category == ANSWER:
             st.answer_tokens += 1
+        elif source == "forced" and category in (DELIMITER, ANSWER_PREFIX):
+            st.forced_tokens += 1
         if decision.closes_thinking:
             st.phase = ANSWER
         elif st.phase == THINKING and not self.budget.checks_thinking:
             self._watch_for_delimiter()
-        if category == "end":
+        if category == END:
             st.finish_reason = st.finish_reason or ("stop" if st.phase == ANSWER else "stop_in_thinking")
             st.phase = DONE
 
@@ -242,7 +252,7 @@ class BudgetMachine:
         if len(st.tokens) >= n and tail == self.tokens.think_end:
             for i in range(len(st.tokens) - n, len(st.tokens)):
                 tok, source, reason, _, _, prob = st.tokens[i]
-                st.tokens[i] = (tok, source, reason, "delimiter", THINKING, prob)
+                st.tokens[i] = (tok, source, reason, DELIMITER, THINKING, prob)
             st.thinking_tokens -= n
             st.phase = ANSWER
 
@@ -272,8 +282,8 @@ class BudgetMachine:
             if self._cap_reached():
                 st.queue.clear()  # a continuation cut short by the cap is dropped
                 st.forced_stop = st.closing = True
-                self._queue(self.tokens.cap, "max_budget", "delimiter", closes_at_end=True)
-                self._queue(self.tokens.answer_prefix, "max_budget", ANSWER)
+                self._queue(self.tokens.cap, "max_budget", DELIMITER, closes_at_end=True)
+                self._queue(self.tokens.answer_prefix, "max_budget", ANSWER_PREFIX)
             elif not st.queue:
                 if end is None:
                     raise TTScaleError("BudgetMachine.decide() needs an EndCheck here (needs_end_check() is True): "
@@ -283,7 +293,7 @@ class BudgetMachine:
                 block = not st.queue and st.pending is None
         elif st.phase == ANSWER and not st.queue and b.max_answer_tokens is not None \
                 and st.answer_tokens >= b.max_answer_tokens:
-            self._queue(self.tokens.end_ids[:1], "max_answer", "end")
+            self._queue(self.tokens.end_ids[:1], "max_answer", END)
             st.finish_reason = "max_answer"
         if st.pending is None and st.queue:
             st.pending = st.queue.popleft()
@@ -309,16 +319,16 @@ class BudgetMachine:
         st.closing = True
         if end_tok == delim[0]:
             # The model chose the delimiter itself: its first token is sampled, the rest completes the delimiter.
-            st.pending = Forced(end_tok, "model_end", "delimiter", closes_thinking=len(delim) == 1)
-            self._queue(delim[1:], "delimiter", "delimiter", closes_at_end=True)
+            st.pending = Forced(end_tok, "model_end", DELIMITER, closes_thinking=len(delim) == 1)
+            self._queue(delim[1:], "delimiter", DELIMITER, closes_at_end=True)
         elif b.answer_on_end_of_turn:
-            self._queue(delim, "end_of_turn", "delimiter", closes_at_end=True)
+            self._queue(delim, "end_of_turn", DELIMITER, closes_at_end=True)
             if not b.forces_thinking:
                 # answer_without_budget: a model that ended its turn once tends to end it again right after the
                 # delimiter; the final-answer string (as at the cap) starts the answer.
                 self._queue(self.tokens.answer_prefix, "end_of_turn", ANSWER)
         else:
-            st.pending = Forced(end_tok, None, "end")
+            st.pending = Forced(end_tok, None, END)
 
     # ---- ending and forking ----------------------------------------------------------------------------------
     def finish(self) -> RowState:

@@ -392,7 +392,7 @@ class Searcher:
             budget = None
             if n in p.budgets:
                 st = p.budgets[n].state()
-                budget = {"thinking_tokens": st.thinking_tokens, "answer_tokens": st.answer_tokens,
+                budget = {"thinking_tokens": st.thinking_tokens, "answer_tokens": st.answer_tokens, "forced_tokens": st.forced_tokens,
                           "waits_injected": st.injections, "forced_stop": st.forced_stop}
             comps.append(Completion(text=text, answer=extract_answer(text), steps=tree.step_texts(n), step_scores=node.step_scores,
                                     score=node.score, finish_reason=node.end, tokens=len(tree.path_tokens(n)), node=n, budget=budget))

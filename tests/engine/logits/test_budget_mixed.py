@@ -39,7 +39,7 @@ def engine(tiny_model, tokenizer):
 
 
 def summary(r):
-    return (r.token_ids, r.thinking_tokens, r.answer_tokens, r.waits_injected, r.forced_stop, r.finish_reason)
+    return (r.token_ids, r.thinking_tokens, r.answer_tokens, r.forced_tokens, r.waits_injected, r.forced_stop, r.finish_reason)
 
 
 def test_mixed_budgets_in_one_batch_equal_each_row_alone(engine):

@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO
 
 from engine.errors import TTScaleError
-from engine.logits.budget_state import ANSWER, DONE, THINKING, BudgetConfig, BudgetMachine, BudgetTokens, EndCheck
+from engine.logits.budget_state import ANSWER, ANSWER_PREFIX, DONE, THINKING, BudgetConfig, BudgetMachine, BudgetTokens, EndCheck
 
 ROOT = REPO
 EOS, EOT, DELIM = 2, 3, 100
@@ -103,17 +103,19 @@ def test_cap_forces_cap_text_and_answer_prefix_cutting_a_continuation():
     assert got[4:9] == [10, DELIM, 10, 20, 21]  # cap_prefix + delimiter, then answer_sep + "Final Answer:"
     st = m.state
     assert reasons(m)[4:9] == ["max_budget"] * 5
-    assert [t[3] for t in st.tokens[4:9]] == ["delimiter", "delimiter", ANSWER, ANSWER, ANSWER]
+    assert [t[3] for t in st.tokens[4:9]] == ["delimiter", "delimiter", ANSWER_PREFIX, ANSWER_PREFIX, ANSWER_PREFIX]
     assert st.forced_stop and st.thinking_tokens == 4 and st.injections == 1
+    assert st.forced_tokens == 5 and st.answer_tokens == len(got) - 9  # the forced text is neither thinking nor answer
     assert m.phase == ANSWER and st.finish_reason == "length"  # the scripted model never ends its answer
 
 
 def test_cap_without_ending_attempts():
     m = BudgetMachine(BudgetConfig(max_thinking_tokens=3, max_answer_tokens=5), toks())
     got = drive(m, lambda i, ph: 40 + i)
-    assert got == [40, 41, 42, 10, DELIM, 10, 20, 21, 48, 49, EOS]
+    assert got == [40, 41, 42, 10, DELIM, 10, 20, 21, 48, 49, 50, 51, 52, EOS]
     st = m.state
-    assert (st.thinking_tokens, st.answer_tokens) == (3, 5)  # the forced answer prefix counts as answer
+    # the forced delimiter and answer prefix are counted apart: the model's own answer gets all 5 tokens of its cap
+    assert (st.thinking_tokens, st.answer_tokens, st.forced_tokens) == (3, 5, 5)
     assert st.finish_reason == "max_answer" and st.forced_stop
 
 

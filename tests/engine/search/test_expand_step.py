@@ -89,8 +89,8 @@ def test_rows_joining_between_steps_equal_each_row_alone(lively, forcing, tokeni
         assert got.computed == want.computed
         if with_budget:
             g, w = got.budget.state(), want.budget.state()
-            assert (g.thinking_tokens, g.answer_tokens, g.injections, g.forced_stop, g.finish_reason) == \
-                   (w.thinking_tokens, w.answer_tokens, w.injections, w.forced_stop, w.finish_reason)
+            assert (g.thinking_tokens, g.answer_tokens, g.forced_tokens, g.injections, g.forced_stop, g.finish_reason) == \
+                   (w.thinking_tokens, w.answer_tokens, w.forced_tokens, w.injections, w.forced_stop, w.finish_reason)
     assert len({tuple(tokens_of(r)) for r in (a, b, c)}) == 3
     if with_budget:  # the rules really acted: a continuation was injected and an answer cap closed a row
         states = [r.budget.state() for r in (a, b, c)]

@@ -140,7 +140,8 @@ def test_budget_forcing_composes_with_best_of_n_and_beam(forcing, tokenizer):
         for c in r.completions:
             assert r.tree.path_tokens(c.node) == ref.token_ids
             assert c.budget == {"thinking_tokens": ref.thinking_tokens, "answer_tokens": ref.answer_tokens,
-                                "waits_injected": ref.waits_injected, "forced_stop": ref.forced_stop}
+                                "forced_tokens": ref.forced_tokens, "waits_injected": ref.waits_injected,
+                                "forced_stop": ref.forced_stop}
     assert len(results["beam"].completions[0].steps) > 3  # the branch really was forked step after step
 
 
