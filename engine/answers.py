@@ -62,7 +62,7 @@ _MATH_SPAN = re.compile(r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\
 _COMMAND = re.compile(r"\\(?:[A-Za-z]+|.)", re.DOTALL)
 _WORD = re.compile(r"[A-Za-z]{2,}")  # two letters or more outside braces and commands: prose, not a product of variables
 _MATH_START = re.compile(r"[-+−]?(?:\d|\.\d|[$\\(\[{])")  # what a bare answer may start with
-_EDGE = " \t\n*:=,;."  # markdown bold, the label's punctuation and a full stop around a clause
+_EDGE = " \t\n*:=,;"  # markdown bold and the label's punctuation around a clause (and a full stop at its end)
 
 
 # ─── extraction ────────────────────────────────────────────────────────────────────────────────────────────────
@@ -129,6 +129,11 @@ def answer_region(text: str, delimiters: tuple[str, ...] = ANSWER_DELIMITERS) ->
     return text if segment is None else segment
 
 
+def _trim(clause: str) -> str:
+    """``clause`` without markdown bold and punctuation at its edges, nor a full stop at its end (``.5`` keeps its point)."""
+    return clause.strip(_EDGE).rstrip(".").rstrip(_EDGE)
+
+
 def _clause(text: str, start: int = 0) -> str:
     """From ``start`` (leading blanks skipped) to the end of the first sentence or line, edges trimmed.
 
@@ -155,7 +160,7 @@ def _clause(text: str, start: int = 0) -> str:
                              or (ch in "?!" and i > begin and text[i - 1].isalpha())):
             break
         i += 1
-    return text[begin:i].strip(_EDGE)
+    return _trim(text[begin:i])
 
 
 def _first_word(s: str) -> int:
@@ -233,7 +238,7 @@ def _answer_in(clause: str, bare: bool = False) -> str | None:
     """The answer a clause holds: the clause itself when it is all mathematics; LaTeX that starts the clause,
     up to the first word (``3\\sqrt{13} units``); else math-verify's first answer in it. A labelled clause where
     math-verify finds none is kept as text; a bare one must start with mathematics."""
-    clause = re.sub(r"\s*I hope it is correct\.?$", "", clause).strip(_EDGE)
+    clause = _trim(re.sub(r"\s*I hope it is correct\.?$", "", clause))
     if not clause:
         return None
     if _is_math(clause):
@@ -242,7 +247,7 @@ def _answer_in(clause: str, bare: bool = False) -> str | None:
         return None
     if bare and not _MATH_START.match(clause):
         return None
-    lead = clause[: _first_word(clause)].strip(_EDGE)
+    lead = _trim(clause[: _first_word(clause)])
     if "\\" in lead.replace("\\$", "") and _is_math(lead):  # math-verify reads no LaTeX outside `$`: 3\sqrt{13} would be 3
         return _strip_math(lead)
     found = _first_math(clause, _in_main_thread())
@@ -272,7 +277,7 @@ def extract_answer(text: str | None, delimiters: tuple[str, ...] = ANSWER_DELIMI
     if segment is not None:
         return _answer_in(_clause(region), bare=True)
     clause = _clause(text)
-    if clause != text.strip().strip(_EDGE) or not _is_math(clause):
+    if clause != _trim(text) or not _is_math(clause):
         return None
     return _strip_math(clause) or None
 

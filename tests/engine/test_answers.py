@@ -113,6 +113,7 @@ def test_a_labelled_answer_is_the_answer_not_its_line():
     ("Final Answer: \\$18.50.", "\\$18.50"),
     ("Final Answer: -7, because 3 - 10 = -7", "-7"),
     ("Final Answer: 3.5.", "3.5"),                                          # a decimal point is no full stop
+    ("The answer is .35625.", ".35625"),                                    # ... nor is a leading one trimmed
     ("Final Answer: 1,000 dollars", "1000"),
     ("Final Answer: 1{,}000", "1{,}000"),
     ("Final Answer: 18% of the class", "18"),                               # math-verify's reading drops the sign
