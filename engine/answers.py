@@ -11,23 +11,27 @@ Extraction rule order (``extract_answer``; ``extract_choice`` follows the same o
     2. box      the last complete ``\\boxed{}`` / ``\\fbox{}`` in the segment.
     3. label    the answer *clause* after the last label in the segment ("Final Answer:", "Answer:", "the answer
                 is", "**Answer:**", "answer =", a "## Final Answer" heading): from the label to the end of its
-                first sentence or line, never inside ``$...$`` / ``\\(...\\)`` / ``\\[...\\]`` or braces. A clause
-                that is all mathematics is the answer as written (outer ``$`` stripped): ``x = 5``, ``\\dfrac{1}{2}``,
-                ``1{,}000``. A clause with words in it goes to math-verify, which reads its *first* complete answer
-                (a number with sign, decimals, thousands separators, percent or currency; an expression such as
-                ``16 - 3 - 4 = 9``; a ``$...$`` span) and stops there, so units, words and trailing sentences are
-                dropped: "18 eggs" → ``18``, "She makes 18 dollars every day." → ``18``, "25. She sold 18 eggs." →
-                ``25``. A clause in which math-verify finds nothing is kept as text ("Evelyn").
-    4. bare     after a delimiter, a segment whose first clause starts with mathematics (``<|im_start|>answer\\n18``);
-                without a delimiter, a text that is nothing but one mathematical clause (``42``).
+                first sentence or line, never inside ``$...$`` / ``\\(...\\)`` / ``\\[...\\]`` or braces. Then:
+                a. a clause that is all mathematics is the answer as written (outer ``$`` stripped): ``x = 5``,
+                   ``\\dfrac{1}{2}``, ``1{,}000``, ``12 * 13 = 19``;
+                b. LaTeX that starts a clause is kept up to the first word: "3\\sqrt{13} units" → ``3\\sqrt{13}``;
+                c. any other clause goes to math-verify, which reads its *first* complete answer (a number with
+                   sign, decimals, thousands separators, currency or percent, its string dropping the ``%``; an
+                   expression, whose result it takes after ``=``; a ``$...$`` span) and stops there, so units, words
+                   and trailing sentences are dropped: "18 eggs" → ``18``, "She makes 18 dollars every day." →
+                   ``18``, "She sold 16 - 3 - 4 = 9 eggs" → ``9``; "25. She sold 18 eggs." is cut to ``25`` first;
+                d. a clause in which math-verify finds nothing is kept as text ("Evelyn").
+    4. bare     after a delimiter, a segment whose first clause starts with mathematics (``<|im_start|>answer\\n18``),
+                read as in 3a-c; without a delimiter, a text that is nothing but one mathematical clause (``42``).
 
-math-verify does the reading in step 3: ``parse("Answer: " + clause)`` with only its answer-anchored patterns
+math-verify does the reading in 3c: ``parse("Answer: " + clause)`` with only its answer-anchored patterns
 (``LatexExtractionConfig`` / ``ExprExtractionConfig`` with ``try_extract_without_anchor=False``), whose lazy
-``answer:.{0,50}?`` finds the first answer after the one label it is given; on the whole text its unanchored patterns
-take the *rightmost* match, which is how "Final Answer: 18. That is 21 less than last week." read as 21. What
-math-verify has no pattern for is found here: where the segment and the clause are, boxes with balanced braces, and
-LaTeX written without ``$`` (``3\\sqrt{13}``), which it does not extract at all. Multiple-choice letters have no
-usable math-verify pattern (``StringExtractionConfig`` misses ``(C)`` and ``C)``) and are read here.
+``answer:.{0,50}?`` finds the first answer after the one label it is given (so an answer must start within 50
+characters of the label). Given the whole text instead, its own rules pick the wrong number: "Final Answer: 18. That
+is 21 less than last week." matches its ``final answer ... is`` pattern at 21, and its unanchored patterns take the
+*rightmost* match. What it has no pattern for is found here: where the segment and the clause are, boxes with
+balanced braces, and LaTeX written without ``$``, which it does not extract. Multiple-choice letters have no usable
+math-verify pattern (``StringExtractionConfig`` misses ``(C)`` and ``C)``) and are read here.
 
 Equivalence is HF ``math-verify`` (REFERENCE §6: ``verify(gold, pred)``, order matters) with canonical string
 equality as the fallback; it never raises and is bounded in time (math-verify's own timeouts in the main thread,
@@ -57,10 +61,12 @@ _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 # "Final Answer:", "the answer is", "answer is: $x$", "**Final Answer:**", "**Answer**:", "answer =", "## Final Answer".
 _ANSWER_LABEL = re.compile(r"\b(?:final\s+)?answer\b\s*(?:\*\*)?\s*(?:is\b\s*(?:\*\*)?\s*:?|[:=])"
                            r"|^[ \t]*#+[ \t]*(?:final[ \t]+)?answer[ \t]*:?[ \t]*$", re.IGNORECASE | re.MULTILINE)
-# A math span: $$...$$, $...$ (a `\$` inside is a dollar sign), \(...\), \[...\].
-_MATH_SPAN = re.compile(r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+# A math span as math-verify reads them: $$...$$ and \[...\] over lines, $...$ (a `\$` inside is a dollar sign) and
+# \(...\) within one.
+_MATH_SPAN = re.compile(r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<!\\)\$((?:\\\$|[^\n$])+?)(?<!\\)\$|\\\(([^\n]+?)\\\)|\\\[(.+?)\\\]",
+                        re.DOTALL)
 _COMMAND = re.compile(r"\\(?:[A-Za-z]+|.)", re.DOTALL)
-_WORD = re.compile(r"[A-Za-z]{2,}")  # two letters or more outside braces and commands: prose, not a product of variables
+_WORD = re.compile(r"[A-Za-z]{2,}")  # outside braces and commands, two letters or more are prose (an unbraced `xy` too)
 _MATH_START = re.compile(r"[-+−]?(?:\d|\.\d|[$\\(\[{])")  # what a bare answer may start with
 _EDGE = " \t\n*:=,;"  # markdown bold and the label's punctuation around a clause (and a full stop at its end)
 
@@ -139,37 +145,40 @@ def _clause(text: str, start: int = 0) -> str:
 
     A sentence ends at ``.`` followed by a blank or the end (``3.5`` goes on), or at ``?``/``!`` after a letter
     (``5!`` goes on). Math spans and braces are skipped whole: a full stop or line break inside them ends nothing.
+    A clause that ends with ``:`` introduces the next one, which is taken instead ("Answer: Here it is:\\n\\n10").
     """
     i = start
-    while i < len(text) and text[i] in " \t\n*":
-        i += 1
-    begin, depth = i, 0
-    while i < len(text):
-        ch = text[i]
-        if ch in "$\\" and depth == 0 and (m := _MATH_SPAN.match(text, i)) is not None:
-            i = m.end()
-            continue
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth = max(depth - 1, 0)
-        elif depth == 0 and (ch == "\n" or (ch == "." and text[i + 1 : i + 2] in ("", " ", "\t", "\n"))
-                             or (ch in "?!" and i > begin and text[i - 1].isalpha())):
-            break
-        i += 1
-    return _trim(text[begin:i])
+    while True:
+        while i < len(text) and text[i] in " \t\n*":
+            i += 1
+        begin, depth = i, 0
+        while i < len(text):
+            ch = text[i]
+            if ch in "$\\" and depth == 0 and (m := _MATH_SPAN.match(text, i)) is not None:
+                i = m.end()
+                continue
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth = max(depth - 1, 0)
+            elif depth == 0 and (ch == "\n" or (ch == "." and text[i + 1 : i + 2] in ("", " ", "\t", "\n"))
+                                 or (ch in "?!" and i > begin and text[i - 1].isalpha())):
+                break
+            i += 1
+        if i >= len(text) or not text[begin:i].rstrip(" \t*").endswith(":"):
+            return _trim(text[begin:i])
 
 
-def _first_word(s: str) -> int:
-    """Index of the first word of two letters or more outside math spans, braces and LaTeX command names (``\\sqrt``,
-    ``\\text{cm}``), or ``len(s)`` when there is none: where prose starts."""
+def _first_word(s: str, skip_spans: bool = True) -> int:
+    """Index of the first word of two letters or more outside braces, LaTeX command names (``\\sqrt``,
+    ``\\text{cm}``) and, with ``skip_spans``, math spans; ``len(s)`` when there is none: where prose starts."""
     depth, i = 0, 0
     while i < len(s):
         ch = s[i]
-        if ch == "$" and depth == 0 and (m := _MATH_SPAN.match(s, i)) is not None:
+        if skip_spans and ch in "$\\" and depth == 0 and (m := _MATH_SPAN.match(s, i)) is not None:
             i = m.end()
             continue
         if ch == "\\":
@@ -188,21 +197,7 @@ def _first_word(s: str) -> int:
 
 def _has_words(s: str) -> bool:
     """Whether ``s`` holds prose: a word of two letters or more outside braces and LaTeX command names."""
-    depth, i = 0, 0
-    while i < len(s):
-        ch = s[i]
-        if ch == "\\":
-            m = _COMMAND.match(s, i)
-            i = m.end() if m else i + 1
-            continue
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth = max(depth - 1, 0)
-        elif depth == 0 and _WORD.match(s, i) is not None:
-            return True
-        i += 1
-    return False
+    return _first_word(s, skip_spans=False) < len(s)
 
 
 def _is_math(clause: str) -> bool:
@@ -222,6 +217,7 @@ def _first_math(clause: str, timed: bool) -> str | None:
 
     anchored = (LatexExtractionConfig(try_extract_without_anchor=False, boxed_match_priority=-1),
                 ExprExtractionConfig(try_extract_without_anchor=False))
+    # One label, so its anchored patterns match once; math-verify reads neither 1{,}000 nor \$18 as numbers.
     text = "Answer: " + clause[:MAX_SYMBOLIC_CHARS].replace("{,}", ",").replace("\\$", "$")
     try:
         found = parse(text, anchored, parsing_timeout=VERIFY_TIMEOUT_S if timed else None)
@@ -255,7 +251,8 @@ def _answer_in(clause: str, bare: bool = False) -> str | None:
 
 
 def extract_answer(text: str | None, delimiters: tuple[str, ...] = ANSWER_DELIMITERS) -> str | None:
-    """The final answer in ``text`` as written (not canonicalised), or ``None`` when there is none.
+    """The final answer in ``text`` as written (a clause with words in it: as math-verify reads it, ``1,000 dollars``
+    giving ``1000``), not canonicalised; ``None`` when there is none.
 
     Follows the module docstring's rule order: the segment after the last delimiter in ``delimiters``, then its
     last complete box, else the first answer after its last label, else a bare answer at the start of the segment.

@@ -134,6 +134,7 @@ def test_a_labelled_answer_is_the_answer_not_its_line():
     ("**Final Answer**: **18**", "18"),
     ("## Final Answer\n\n18", "18"),
     ("Final Answer: Evelyn", "Evelyn"),                                     # no mathematics: the clause as text
+    ("Answer: Here is the solution:\n\n10", "10"),                          # a clause ending in ":" introduces the answer
     ("Answer: 18\nFinal Answer:", None),                                   # the last label is empty: no answer
     ("Final Answer: \\boxed{", None),                                     # a cut-off box is no answer
     ("<|im_start|>answer\n18", "18"),                                      # bare, right after the delimiter
