@@ -34,6 +34,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from importlib.metadata import PackageNotFoundError, version
 
 from benchmarks.data.synthetic import MAX_DIFFICULTY, TASKS, load_synthetic
 from engine.answers import VERIFY_TIMEOUT_S, canonicalize, extract_answer, is_equivalent
@@ -283,8 +284,6 @@ SPEC = CommandConfig(Options, titles={Options: "benchmark"})
 
 
 def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version  # deferred: only the report needs it
-
     out = {"python": platform.python_version()}
     for pkg in ("math-verify", "latex2sympy2_extended", "sympy"):
         try:
