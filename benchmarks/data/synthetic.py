@@ -39,7 +39,7 @@ import re
 from itertools import combinations
 
 from benchmarks.data.problem import Problem
-from engine.answers import ANSWER_DELIMITERS, answer_region, extract_answer
+from engine.answers import ANSWER_DELIMITERS, answer_segment, extract_answer
 from engine.errors import TTScaleError
 
 TASKS = ("arith", "count")
@@ -197,7 +197,7 @@ _LEAD_NUM = re.compile(r"^\s*" + _NUM)
 def _normalise(text: str) -> str:
     text = text.replace("×", "*").replace("·", "*").replace("−", "-").replace("–", "-").replace("÷", "/")
     text = re.sub(r"(?<=\d)\s*[xX]\s*(?=\d)", " * ", text)
-    return re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,000 → 1000
+    return re.sub(r"(?<=\d)(?:,|\{,\})(?=\d{3}\b)", "", text)  # 1,000 and LaTeX's 1{,}000 → 1000
 
 
 def _evaluate(expr: str) -> float | None:
@@ -333,10 +333,13 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def read_answer(text: str | None, delimiters: tuple[str, ...] | None = None) -> str | None:
-    """The number a reply to a synthetic question commits to, or None: the last number of the labelled / boxed
-    answer (``engine.answers.extract_answer``), else the last number after the last answer delimiter, else the last
-    number of the whole reply (the calibration's "last integer of the reply": small models often close thinking
-    with the result in it and then write an empty answer).
+    """The number a reply to a synthetic question commits to, or None: the last number of the answer that
+    ``engine.answers.extract_answer`` reads (its one rule order: the segment after the last answer delimiter, its
+    last box, else the first answer after its last label, else a bare answer starting the segment).
+
+    With an answer delimiter in the reply that is all: an empty or unlabelled answer after thinking is no answer,
+    even when the thinking holds the result. Only a reply without any delimiter (plain chat, no thinking format)
+    falls back to its last number, the calibration's "last integer of the reply".
 
     Synthetic answers are integers, so the runner grades them by number, not with math-verify: math-verify would
     evaluate a restated question ("Final Answer: 2 + 6") and count it as the answer 8. Never raises.
@@ -344,10 +347,10 @@ def read_answer(text: str | None, delimiters: tuple[str, ...] | None = None) -> 
     if not isinstance(text, str) or not text.strip():
         return None
     delimiters = tuple(delimiters or ()) + ANSWER_DELIMITERS
-    labelled = extract_answer(text, delimiters)
-    for source in (labelled, answer_region(text, delimiters), text):
-        numbers = _NUMBER.findall(_normalise(source)) if source else []
-        if numbers:
-            value = float(numbers[-1])
-            return str(int(value)) if value.is_integer() else numbers[-1]
-    return None
+    answer = extract_answer(text, delimiters)
+    source = answer if answer is not None or answer_segment(text, delimiters) is not None else text
+    numbers = _NUMBER.findall(_normalise(source)) if source else []
+    if not numbers:
+        return None
+    value = float(numbers[-1])
+    return str(int(value)) if value.is_integer() else numbers[-1]

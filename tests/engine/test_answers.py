@@ -96,6 +96,66 @@ def test_extract_answer(text, expected):
     assert extract_answer(text) == expected
 
 
+def test_a_labelled_answer_is_the_answer_not_its_line():
+    """Issue 10's two sentences: a label keeps its first answer, and the sentences after it are no answer."""
+    wrong = "The answer is 25. She sold 18 eggs in total."
+    right = "Final Answer: 18. That is 21 less than last week."
+    for prefix in ("", "<|im_start|>think\n18 eggs?\n<|im_start|>answer\n", "Let me see.</think>\n\n"):
+        assert extract_answer(prefix + wrong) == "25" and not is_equivalent("18", extract_answer(prefix + wrong))
+        assert extract_answer(prefix + right) == "18" and is_equivalent("18", extract_answer(prefix + right))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Final Answer: 18 eggs", "18"),                                        # words after the number are dropped
+    ("Final Answer: She makes 18 dollars every day.", "18"),               # ... and before it (math-verify's first answer)
+    ("The answer is 18 cm.", "18"),
+    ("Final Answer: $18 per day", "18"),                                    # a price, not a math span
+    ("Final Answer: \\$18.50.", "\\$18.50"),
+    ("Final Answer: -7, because 3 - 10 = -7", "-7"),
+    ("Final Answer: 3.5.", "3.5"),                                          # a decimal point is no full stop
+    ("The answer is .35625.", ".35625"),                                    # ... nor is a leading one trimmed
+    ("Final Answer: 1,000 dollars", "1000"),
+    ("Final Answer: 1{,}000", "1{,}000"),
+    ("Final Answer: 18% of the class", "18"),                               # math-verify's reading drops the sign
+    ("Final Answer: 18\\%", "18\\%"),
+    ("Final Answer: She sold 16 - 3 - 4 = 9 eggs.", "9"),                   # an equation: its result
+    ("Final Answer: x = 5", "x = 5"),                                       # a clause that is all mathematics, as written
+    ("Final Answer: \\dfrac{1}{2}", "\\dfrac{1}{2}"),
+    ("Final Answer: \\frac{1}{2} of the pie", "\\frac{1}{2}"),              # LaTeX without `$`, up to the first word
+    ("answer: 3\\sqrt{13} units", "3\\sqrt{13}"),
+    ("the answer is $\\frac{3}{4}$, so we are done", "\\frac{3}{4}"),
+    ("The answer is \\(\\sqrt{2}\\). Next, ...", "\\sqrt{2}"),
+    ("Final Answer:\n\\[\n\\frac{1}{2}\n\\]\nThat is half.", "\\frac{1}{2}"),
+    ("Final Answer:\n$$\n\\frac{1}{2}\n$$", "\\frac{1}{2}"),
+    ("Answer: (3, \\frac{\\pi}{2})", "(3, \\frac{\\pi}{2})"),
+    ("Final Answer: 5!", "5!"),                                             # a factorial, not an exclamation
+    ("Final Answer: 12 * 13 = 19\n\nThis is a classic example of a", "12 * 13 = 19"),
+    ("**Final Answer:** 18", "18"),                                         # markdown labels
+    ("**Final Answer**: **18**", "18"),
+    ("## Final Answer\n\n18", "18"),
+    ("Final Answer: Evelyn", "Evelyn"),                                     # no mathematics: the clause as text
+    ("Answer: Here is the solution:\n\n10", "10"),                          # a clause ending in ":" introduces the answer
+    ("Answer: 18\nFinal Answer:", None),                                   # the last label is empty: no answer
+    ("Final Answer: \\boxed{", None),                                     # a cut-off box is no answer
+    ("<|im_start|>answer\n18", "18"),                                      # bare, right after the delimiter
+    ("<|im_start|>answer\n18 eggs.", "18"),
+    ("<|im_start|>answer\n$\\frac{2}{3}$", "\\frac{2}{3}"),
+    ("</think>\n\n-4.5", "-4.5"),
+    ("<|im_start|>answer\nShe sold 18 eggs.", None),                       # prose after the delimiter: not a bare answer
+    ("<|im_start|>think\nso 18\n<|im_start|>answer\n", None),             # an empty answer after thinking
+    ("42", "42"),                                                           # a text that is nothing but an answer
+    ("She sold 18 eggs.", None),                                            # no delimiter, no label, no box: none
+])
+def test_extract_answer_reads_the_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+def test_answer_segment():
+    assert answers.answer_segment("a</think>b<|im_start|>answer\nc") == "\nc"
+    assert answers.answer_segment("no delimiter") is None and answers.answer_region("no delimiter") == "no delimiter"
+    assert answers.answer_segment("x</think>") == ""
+
+
 @pytest.mark.parametrize("text, expected", [
     ("The answer is (C).", "C"),
     ("Answer: B", "B"),
@@ -108,6 +168,17 @@ def test_extract_answer(text, expected):
     ("**Answer:** D", "D"),
     ("nothing", None),
     ("B", "B"),
+    ("Answer: C) 42", "C"),                                   # stops at the letter
+    ("**Answer:** **D**", "D"),
+    ("Answer: $\\text{C}$", "C"),
+    ("The correct option is B.", "B"),
+    ("\\boxed{\\text{B}}", "B"),
+    ("answer: c.", "C"),
+    ("Answer: I think C", None),                              # the letter must start the answer
+    ("<|im_start|>answer\nC", "C"),                           # bare after the delimiter
+    ("<|im_start|>answer\n(b) because", "B"),
+    ("<|im_start|>answer\nA lot of work went into this.", None),  # an unlabelled capital that starts a sentence
+    ("<|im_start|>think\nThe answer is B.\n<|im_start|>answer\n", None),
 ])
 def test_extract_choice(text, expected):
     assert extract_choice(text) == expected
@@ -141,7 +212,7 @@ def test_canonicalize():
     assert canonicalize("$\\boxed{\\dfrac{1}{2}}$") == "\\frac{1}{2}"
     assert canonicalize("\\left( 3, \\frac{\\pi}{2} \\right)") == "(3,\\frac{\\pi}{2})"
     assert canonicalize("0.50") == canonicalize(".5") == "0.5"
-    assert canonicalize("12,345") == "12345"
+    assert canonicalize("12,345") == "12345" == canonicalize("12{,}345")
     assert canonicalize("\\text{ Evelyn }.") == "Evelyn"
     assert canonicalize(None) == ""
 

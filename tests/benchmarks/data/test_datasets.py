@@ -7,7 +7,7 @@ import pytest
 from conftest import SHARED_DATA
 
 from benchmarks.data.datasets import Problem, data_dirs, load_dataset_rows, parse_field_map, shuffled_choices
-from benchmarks.data.synthetic import check_steps, load_synthetic, solution_steps
+from benchmarks.data.synthetic import check_steps, load_synthetic, read_answer, solution_steps
 from engine.errors import TTScaleError
 
 SHARED = SHARED_DATA
@@ -199,3 +199,21 @@ def test_checker_reads_common_model_phrasings():
     c = 'How many times does the letter "a" appear in total in the words "banana", "pizza"?'
     assert check_steps(c, ["The letter a appears 3 times in banana and 1 time in pizza.", "The total is 4."]) == [1.0, 1.0]
     assert check_steps(c, ["The total of 3 and 1 is 5."]) == [0.0]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("<|im_start|>answer\nFinal Answer: 18. That is 21 less than last week.", "18"),   # the answer, not the line's last number
+    ("<|im_start|>answer\nThe answer is 25. She sold 18 eggs in total.", "25"),
+    ("</think>\nFinal Answer: 18 eggs", "18"),
+    ("</think>\n18", "18"),                                                        # bare, right after the delimiter
+    ("</think>\nFinal Answer: 1{,}000", "1000"),
+    ("</think>\nFinal Answer: 2 + 6", "6"),                                         # a restated question is not 8
+    ("The result is 8 after all.</think>\n", None),                                 # only the answer after thinking counts
+    ("Thinking: 8.</think>\nI am not sure.", None),                                 # unlabelled prose after thinking: none
+    ("<|im_start|>think\n\\boxed{8}<|im_start|>answer\nAnswer: 7", "7"),
+    ("I added them and got 8.", "8"),                                                # no delimiter: the reply's last number
+    ("Final Answer: 8. Then 9 more.", "8"),                                          # no delimiter, but labelled: the label wins
+    ("no number", None), ("", None), (None, None),
+])
+def test_read_answer_grades_the_answer_after_thinking(text, expected):
+    assert read_answer(text) == expected

@@ -240,8 +240,9 @@ def test_grading_by_kind(tokenizer):
     arith = Problem("a", "What is 2 + 6?", "8")
     assert ctx.extract(arith, "think</think>\nFinal Answer: 2 + 6") == "6"
     assert not ctx.is_correct(arith, "6") and ctx.is_correct(arith, "8.0")
-    # An empty answer after thinking that holds the result: the reply's last number (the synthetic calibration's rule).
-    assert ctx.extract(arith, "So 2 + 6 is 8.</think>") == "8"
+    # An empty answer after thinking is no answer, even when the thinking holds the result: only the answer is graded.
+    assert ctx.extract(arith, "So 2 + 6 is 8.</think>") is None
+    assert ctx.extract(arith, "So 2 + 6 is 8.") == "8"  # no delimiter at all: the reply's last number (the calibration's rule)
     assert ctx.extract(arith, "8</think>\n\nFinal Answer: \\boxed{7}") == "7" and ctx.extract(arith, "no number") is None
     ctx.synthetic = False
     assert ctx.is_correct(Problem("m", "x?", "\\frac{1}{2}"), "0.5")
