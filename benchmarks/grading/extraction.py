@@ -32,13 +32,15 @@ import random
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
 
+from benchmarks import options
 from benchmarks.data.synthetic import MAX_DIFFICULTY, TASKS, load_synthetic
 from engine.answers import VERIFY_TIMEOUT_S, canonicalize, extract_answer, is_equivalent
-from engine.cli.args import CommandConfig, render_config_error
+from engine.cli.args import render_config_error
+from engine.cli.common import check_output_file
 from engine.errors import ConfigError, TTScaleError
 from engine.jsonl import read_jsonl
 
@@ -264,23 +266,8 @@ def grade(case: Case) -> dict[str, bool]:
 # ─── run ───────────────────────────────────────────────────────────────────────────────────────────────────────
 
 
-@dataclass(frozen=True)
-class Options:
-    """What ``ttscale bench grading`` runs."""
-
-    math500: str | None = field(default=None, metadata={
-        "help": "MATH-500 JSONL (its 'answer' field joins the corpus); default: built-in and synthetic answers only"})
-    per_template: int = field(default=200, metadata={"help": "golds sampled per template (fixed seed)"})
-    seed: int = field(default=0, metadata={"help": "seed of the per-template samples and the wrong answers"})
-    out: str | None = field(default=None, metadata={"help": "also write the JSON result to this file"})
-    json: bool = field(default=False, metadata={"help": "print only the final JSON line"})
-
-    def __post_init__(self):
-        if self.per_template < 1:
-            raise ConfigError(f"`per_template` must be >= 1, got {self.per_template}")
-
-
-SPEC = CommandConfig(Options, titles={Options: "benchmark"})
+Options = options.GradingOptions
+SPEC = options.GRADING.spec
 
 
 def _versions() -> dict:
@@ -366,6 +353,8 @@ def main(args) -> int:
     """``ttscale bench grading``: read the flags, run, print the table (unless ``--json``) and the JSON line last,
     and write the JSON to ``--out`` when given. Refuses ``--per-template`` below 1 and a missing ``--math500`` file."""
     options = SPEC.build(args)[Options]
+    if options.out:
+        check_output_file(options.out, "--out")  # before the work, so a bad location loses nothing
     result = run(options)
     if not options.json:
         print_table(result)

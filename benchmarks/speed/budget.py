@@ -21,7 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmarks.speed import harness, options
+from benchmarks import options
+from benchmarks.speed import harness
 from engine.engine import ThinkingEngine
 from engine.errors import TTScaleError
 from engine.logits.budget import BudgetConfig
@@ -177,7 +178,7 @@ Options = options.BudgetOptions
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's flags: the fields of :class:`~benchmarks.speed.options.BudgetOptions` and :class:`~benchmarks.speed.options.TimingOptions`."""
+    """The benchmark's flags: the fields of :class:`~benchmarks.options.BudgetOptions` and :class:`~benchmarks.options.TimingOptions`."""
     SPEC.add_to(p)
 
 

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 import transformers
 
-from benchmarks.speed.options import TimingOptions, command_config  # noqa: F401 (re-exported)
+from benchmarks.options import TimingOptions, command_config  # noqa: F401 (re-exported)
 from engine.cli.args import CommandConfig
 from engine.errors import TTScaleError
 

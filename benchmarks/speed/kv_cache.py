@@ -26,7 +26,8 @@ import time
 import torch
 from transformers import DynamicCache
 
-from benchmarks.speed import harness, options
+from benchmarks import options
+from benchmarks.speed import harness
 from engine.errors import TTScaleError
 from engine.kv_cache.compat import cache_kwargs
 from engine.kv_cache.manager import KVCacheManager
@@ -160,7 +161,7 @@ Options = options.KVCacheOptions
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's flags: the fields of :class:`~benchmarks.speed.options.KVCacheOptions` and :class:`~benchmarks.speed.options.TimingOptions`."""
+    """The benchmark's flags: the fields of :class:`~benchmarks.options.KVCacheOptions` and :class:`~benchmarks.options.TimingOptions`."""
     SPEC.add_to(p)
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import AutoTokenizer, DynamicCache, LlamaConfig, LlamaForCausalLM
 
-from benchmarks.speed import options
+from benchmarks import options
 from benchmarks.speed.harness import at_least, device_info, envelope, finish, namespace, run_main
 from engine.errors import TTScaleError
 from engine.kv_cache.compat import require_cache_argument, returned_cache
@@ -386,7 +386,7 @@ Options = options.PRMMemoryOptions
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's flags: the fields of :class:`~benchmarks.speed.options.PRMMemoryOptions`."""
+    """The benchmark's flags: the fields of :class:`~benchmarks.options.PRMMemoryOptions`."""
     SPEC.add_to(p)
 
 

@@ -25,7 +25,8 @@ import sys
 import time
 from dataclasses import replace
 
-from benchmarks.speed import harness, options
+from benchmarks import options
+from benchmarks.speed import harness
 from benchmarks.speed.search_baseline import ReprefillSearch
 from engine.errors import TTScaleError
 from engine.logits.sampling import SamplingConfig
@@ -139,7 +140,7 @@ Options = options.SearchBenchOptions
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's flags: the fields of :class:`~benchmarks.speed.options.SearchBenchOptions` and :class:`~benchmarks.speed.options.TimingOptions`."""
+    """The benchmark's flags: the fields of :class:`~benchmarks.options.SearchBenchOptions` and :class:`~benchmarks.options.TimingOptions`."""
     SPEC.add_to(p)
 
 

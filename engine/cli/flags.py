@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from benchmarks.eval.config import DEFAULT_BUDGETS, DEFAULT_N, METHODS, EvalConfig
-from benchmarks.speed.options import BENCHMARKS
+from benchmarks.options import BENCHMARKS
 from engine.cli.args import CommandConfig
 from engine.cli.common import PromptOptions
 from engine.errors import ConfigError
@@ -169,7 +169,7 @@ def add_trace(sub) -> None:
 # ─── bench ────────────────────────────────────────────────────────────────────────────────────────────────────────────
 
 def add_bench(sub) -> None:
-    """Register ``bench`` and one subcommand per benchmark of :data:`benchmarks.speed.options.BENCHMARKS`."""
+    """Register ``bench`` and one subcommand per benchmark of :data:`benchmarks.options.BENCHMARKS`."""
     p = sub.add_parser("bench", help="run a benchmark (ends with one JSON line)")
     bsub = p.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
     for name, b in BENCHMARKS.items():

@@ -99,9 +99,11 @@ def test_the_command_prints_a_table_then_one_json_line(tmp_path, capsys):
 
 def test_the_command_refuses_bad_flags(tmp_path, capsys):
     assert extraction._cli(["--per-template", "0"]) == 2
-    assert "--per-template must be >= 1" in capsys.readouterr().err
+    assert "--per-template must be an integer >= 1, got 0" in capsys.readouterr().err
     assert extraction._cli(["--math500", str(tmp_path / "none.jsonl")]) == 2
     assert "no such file" in capsys.readouterr().err
+    assert extraction._cli(["--out", str(tmp_path / "no" / "such" / "dir.json")]) == 2  # refused before the work
+    assert "does not exist; create it or give another path" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"problem": "x"}\n')
     with pytest.raises(TTScaleError, match="no text 'answer' field"):

@@ -7,7 +7,7 @@ import sys
 import pytest
 from conftest import REPO
 
-from benchmarks.speed.options import BENCHMARKS
+from benchmarks.options import BENCHMARKS
 from engine.cli import flags
 from engine.cli.args import CommandConfig
 from engine.cli.eval import config_from_args

@@ -1,8 +1,9 @@
-"""The speed benchmarks' flags, torch-free: one options dataclass per benchmark, the timing flags they share, and
-:data:`BENCHMARKS`, which ``ttscale bench`` registers (so ``ttscale bench budget --help`` needs no torch).
+"""Every ``ttscale bench`` benchmark's flags, torch-free: one options dataclass per benchmark, the timing flags the
+speed benchmarks share, and :data:`BENCHMARKS`, which ``ttscale bench`` registers (so ``ttscale bench budget --help``
+needs neither torch nor math-verify).
 
-Each benchmark module (``benchmarks/speed/<name>.py``) reads its flags through the spec here and runs as
-``ttscale bench <name>`` or ``python -m benchmarks.speed.<name>``.
+Each benchmark module (``benchmarks/speed/<name>.py``, ``benchmarks/grading/extraction.py``) reads its flags through
+the spec here and runs as ``ttscale bench <name>`` or ``python -m benchmarks.<package>.<module>``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.cli.args import CommandConfig
+from engine.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,22 @@ class PRMMemoryOptions:
     json: bool = field(default=False, metadata={"help": "print only the final JSON line"})
 
 
+@dataclass(frozen=True)
+class GradingOptions:
+    """What ``ttscale bench grading`` runs (no model, no timing: true- and false-positive rates)."""
+
+    math500: str | None = field(default=None, metadata={
+        "help": "MATH-500 JSONL (its 'answer' field joins the corpus); default: built-in and synthetic answers only", "metavar": "FILE"})
+    per_template: int = field(default=200, metadata={"help": "golds sampled per template (fixed seed)"})
+    seed: int = field(default=0, metadata={"help": "seed of the per-template samples and the wrong answers"})
+    out: str | None = field(default=None, metadata={"help": "also write the JSON result to this file", "metavar": "FILE"})
+    json: bool = field(default=False, metadata={"help": "print only the final JSON line"})
+
+    def __post_init__(self):
+        if not isinstance(self.per_template, int) or isinstance(self.per_template, bool) or self.per_template < 1:
+            raise ConfigError(f"`per_template` must be an integer >= 1, got {self.per_template!r}")
+
+
 BUDGET = Benchmark(command_config(BudgetOptions, repeats=3), "benchmarks.speed.budget:main",
                    "budget forcing in one generate call vs plain generate vs s1's re-prefill loop")
 SEARCH = Benchmark(command_config(SearchBenchOptions, repeats=1), "benchmarks.speed.search:main",
@@ -93,5 +111,8 @@ KV_CACHE = Benchmark(command_config(KVCacheOptions, repeats=3), "benchmarks.spee
 PRM_MEMORY = Benchmark(CommandConfig(PRMMemoryOptions, titles={PRMMemoryOptions: "benchmark"}), "benchmarks.speed.prm_memory:main",
                        "PRM prefix-cache memory for N candidates of one question: per-entry KV copies vs KVCacheManager")
 
+GRADING = Benchmark(CommandConfig(GradingOptions, titles={GradingOptions: "benchmark"}), "benchmarks.grading.extraction:main",
+                    "answer extraction graded on templated positives and negatives vs math-verify alone and s1's rule")
+
 # ``ttscale bench NAME``, in the order its help lists them.
-BENCHMARKS = {"budget": BUDGET, "search": SEARCH, "kv-cache": KV_CACHE, "prm-memory": PRM_MEMORY}
+BENCHMARKS = {"budget": BUDGET, "search": SEARCH, "kv-cache": KV_CACHE, "prm-memory": PRM_MEMORY, "grading": GRADING}
