@@ -16,7 +16,7 @@ baselines) a generation is bounded by --max-new-tokens and its answer by --max-a
 question rendered by the same format, template and system message, so the parallel methods (which also open thinking,
 with --parallel-max-thinking as their optional cap) see the same prompt as the sequential ones.
 
-Grading (``Context.extract`` / ``Context.is_correct``): choice problems by letter (``extract_choice``); synthetic
+Grading (``Context.extract`` / ``Context.is_correct``, i.e. ``benchmarks.eval.grading.Grader``): choice problems by letter (``extract_choice``); synthetic
 problems by number (``benchmarks.data.synthetic.read_answer``); everything else with ``extract_answer`` and math-verify
 (``is_equivalent``). ``thinking_tokens`` of a parallel row is summed over its N samples; ``wall_s`` of a row is its
 share of the unit's wall time (a pool's time is shared in proportion to n).
@@ -27,11 +27,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from benchmarks.data.datasets import LETTERS
-from benchmarks.data.synthetic import read_answer
 from benchmarks.eval.config import CLASSES, DERIVED, SCORED, EvalConfig, Unit
+from benchmarks.eval.grading import Grader
 from benchmarks.eval.store import PARALLEL_METHODS, new_row, read_samples
-from engine.answers import ANSWER_DELIMITERS, extract_answer, extract_choice, is_equivalent
 from engine.engine import ThinkingEngine
 from engine.errors import TTScaleError
 from engine.formats import FormatConfig, end_of_turn_ids
@@ -66,8 +64,7 @@ class Context:
     tokenizer: object
     engine: object
     end_ids: tuple
-    delimiters: tuple
-    synthetic: bool
+    grader: Grader
     device_args: dict = field(default_factory=dict)
     _prm: object = None
     _searchers: dict = field(default_factory=dict)
@@ -86,32 +83,17 @@ class Context:
 
         return cls(config=config, model=model, tokenizer=tokenizer, engine=engine,
                    end_ids=end_of_turn_ids(tokenizer, model.generation_config.eos_token_id),
-                   delimiters=tuple(dict.fromkeys((fmt.think_end,) + ANSWER_DELIMITERS)),
-                   synthetic=is_synthetic(config.dataset),
+                   grader=Grader.for_run(config.dataset, fmt.think_end),
                    device_args={"device": device, "trust_remote_code": trust_remote_code})
 
-    # ---- grading
+    # ---- grading (benchmarks.eval.grading: the same rules as `ttscale eval report --regrade`)
     def extract(self, problem, text: str | None) -> str | None:
         """The answer a generation commits to, read the way this problem is graded."""
-        if problem.kind == "choice":
-            return extract_choice(text, LETTERS[: len(problem.choices)], self.delimiters)
-        if self.synthetic:
-            return read_answer(text, self.delimiters)
-        return extract_answer(text, self.delimiters)
+        return self.grader.extract(problem, text)
 
     def is_correct(self, problem, answer: str | None) -> bool:
-        """Letter equality (choice), numeric equality (synthetic) or math-verify equivalence (everything else)."""
-        if answer is None:
-            return False
-        if problem.kind == "choice":
-            return answer == problem.answer
-        if self.synthetic:
-            try:
-                return float(answer) == float(problem.answer)
-            except ValueError:
-                return False
-
-        return is_equivalent(problem.answer, answer)
+        """Whether ``answer`` is right for ``problem`` (:meth:`benchmarks.eval.grading.Grader.is_correct`)."""
+        return self.grader.is_correct(problem, answer)
 
     # ---- generation helpers
     def text(self, token_ids: list[int]) -> str:
@@ -140,11 +122,6 @@ class Context:
         searcher = self._searchers[key]
         searcher.sampling = sampling  # read at the start of every search(): the unit's own seed
         return searcher
-
-
-def is_synthetic(dataset: str) -> bool:
-    """Whether ``--dataset`` names generated synthetic problems (graded by number)."""
-    return dataset == "synthetic" or dataset.startswith("synthetic:")
 
 
 def check_scorer(config: EvalConfig) -> None:
@@ -280,8 +257,12 @@ def _sample_tokens(c) -> tuple[int, int]:
 
 
 def _parallel_row(ctx: Context, problem, method: str, setting: dict, comps: list, prompt: str, wall: float,
-                  extra: dict | None = None) -> dict:
-    """One parallel row: the rule of ``method`` picks an answer among ``comps`` (in generation order)."""
+                  extra: dict | None = None, keep_texts: bool = False) -> dict:
+    """One parallel row: the rule of ``method`` picks an answer among ``comps`` (in generation order).
+
+    ``keep_texts`` stores every sample's text (``extra.texts``) so that ``eval report --regrade`` can read and vote
+    again: a pool keeps them once per method, in its largest-N row (the smaller N take its first n); beam and DVTS in
+    every row."""
     answers = [ctx.extract(problem, c.text) for c in comps]
     scores = [c.score for c in comps]
     pick = choose_index(answers, scores, RULE[method])   # the one voting rule of engine.search.select
@@ -292,7 +273,8 @@ def _parallel_row(ctx: Context, problem, method: str, setting: dict, comps: list
                    generation=comps[pick].text if pick is not None else (comps[0].text if comps else ""), extracted=chosen, gold=problem.answer,
                    thinking_tokens=thinking, answer_tokens=sum(a for _, a in tokens), wall_s=round(wall, 4),
                    extra={"samples": len(comps), "answers": answers, "scores": scores,
-                          "finish": [c.finish_reason for c in comps], **(extra or {})})
+                          "finish": [c.finish_reason for c in comps], **({"texts": [c.text for c in comps]} if keep_texts else {}),
+                          **(extra or {})})
 
 
 def run_pool(ctx: Context, unit: Unit) -> list[dict]:
@@ -309,7 +291,8 @@ def run_pool(ctx: Context, unit: Unit) -> list[dict]:
         for m, s in unit.outputs:
             share = wall / len(unit.problems) * s["n"] / max(ns)
             rows.append(_parallel_row(ctx, p, m, s, comps[: s["n"]], prompt, share,
-                                      {"pool": max(ns), "policy_forward_tokens": r.policy_forward_tokens}))
+                                      {"pool": max(ns), "policy_forward_tokens": r.policy_forward_tokens},
+                                      keep_texts=s["n"] == max(ns)))
     return rows
 
 
@@ -320,7 +303,7 @@ def run_search(ctx: Context, unit: Unit) -> list[dict]:
     results, wall = _timed(searcher.search, [p.question for p in unit.problems])
     return [_parallel_row(ctx, p, method, s, sorted(r.completions, key=lambda c: c.node), searcher.render(p.question),
                           wall / len(unit.problems), {"policy_forward_tokens": r.policy_forward_tokens,
-                                                      "prm_forward_tokens": r.prm_forward_tokens})
+                                                      "prm_forward_tokens": r.prm_forward_tokens}, keep_texts=True)
             for p, r in zip(unit.problems, results)]
 
 
@@ -351,32 +334,38 @@ def difficulty_levels(scores: dict[str, float], levels: int = 5) -> dict[str, in
 
 
 def derive_rows(config: EvalConfig, store) -> int:
-    """Compute-optimal rows (search-and-learn): bin problems into 5 difficulty levels by the mean PRM score of the
-    first --pilot-n samples of the best-of-n / weighted pool, and at each N give every problem the row of the
-    strategy with the best accuracy on its level. Returns the number of rows written (0 without compute-optimal,
-    or when the other methods' rows are incomplete).
+    """Compute-optimal rows (search-and-learn), appended to ``store``: see :func:`compute_optimal_rows`. Returns the
+    number of rows written (0 without compute-optimal, or when the other methods' rows are incomplete)."""
+    if not any(m in DERIVED for m in config.methods):
+        return 0
+    rows = compute_optimal_rows(read_samples(store.out_dir), config.methods, config.ns, config.pilot_n)
+    return sum(store.append(row) for row in rows)
+
+
+def compute_optimal_rows(rows: list[dict], methods, ns, pilot_n: int) -> list[dict]:
+    """Bin problems into 5 difficulty levels by the mean PRM score of the first ``pilot_n`` samples of the best-of-n /
+    weighted pool, and at each N give every problem the row of the strategy with the best accuracy on its level.
+    A pure function of the rows (``eval report --regrade`` derives them again from regraded rows); none when the other
+    methods' rows are incomplete.
 
     The choice per level uses the run's own labels, as the blog does: an oracle upper bound of the selection, not a
     held-out estimate.
     """
-    if not any(m in DERIVED for m in config.methods):
-        return 0
-    rows = read_samples(store.out_dir)
-    strategies = [m for m in PARALLEL_METHODS if m in config.methods and m not in DERIVED]
+    strategies = [m for m in PARALLEL_METHODS if m in methods and m not in DERIVED]
     by = {(r["method"], r["setting"].get("n"), r["problem_id"]): r for r in rows if r["method"] in strategies}
     ids = sorted({r["problem_id"] for r in rows if r["method"] in strategies})
-    source = next(m for m in ("best-of-n", "weighted") if m in config.methods)
-    top = max(config.ns)
+    source = next(m for m in ("best-of-n", "weighted") if m in methods)
+    top = max(ns)
     pilot = {}
     for pid in ids:
         r = by.get((source, top, pid))
         if r is None:
-            return 0  # the pool is incomplete (a process failed): resume the run to finish it
-        scores = [s for s in (r.get("extra") or {}).get("scores", [])[: config.pilot_n] if s is not None]
+            return []  # the pool is incomplete (a process failed): resume the run to finish it
+        scores = [s for s in (r.get("extra") or {}).get("scores", [])[:pilot_n] if s is not None]
         pilot[pid] = sum(scores) / len(scores) if scores else 0.0
     levels = difficulty_levels(pilot)
-    written = 0
-    for n in config.ns:
+    out = []
+    for n in ns:
         usable = [m for m in strategies if all((m, n, pid) in by for pid in ids)]
         if not usable:
             continue
@@ -386,9 +375,8 @@ def derive_rows(config: EvalConfig, store) -> int:
             best = max(usable, key=lambda m: (acc[m], -usable.index(m)))
             for pid in members:
                 base = by[(best, n, pid)]
-                row = {**base, "method": "compute-optimal", "setting": {"n": n}, "scaling": "parallel",
-                       "extra": {"strategy": best, "level": level, "pilot_score": round(pilot[pid], 6),
-                                 "pilot_n": config.pilot_n, "level_accuracy": acc}}
-                written += store.append(row)
-    return written
+                out.append({**base, "method": "compute-optimal", "setting": {"n": n}, "scaling": "parallel",
+                            "extra": {"strategy": best, "level": level, "pilot_score": round(pilot[pid], 6),
+                                      "pilot_n": pilot_n, "level_accuracy": acc}})
+    return out
 

@@ -147,7 +147,7 @@ def sort_key(row: dict) -> tuple:
     return natural_key(str(row["problem_id"])), row["method"], natural_key(canonical_json(row["setting"]))
 
 
-def _shard_paths(out_dir: str) -> list[str]:
+def shard_paths(out_dir: str) -> list[str]:
     def rank_of(path):
         m = re.search(r"samples\.rank(\d+)\.jsonl$", path)
         return int(m.group(1)) if m else -1
@@ -162,7 +162,7 @@ def read_samples(out_dir: str) -> list[dict]:
     """
     if not os.path.isdir(out_dir):
         raise TTScaleError(f"run directory {out_dir!r} does not exist; give the --out directory of an evaluation run")
-    paths = ([os.path.join(out_dir, SAMPLES)] if os.path.exists(os.path.join(out_dir, SAMPLES)) else []) + _shard_paths(out_dir)
+    paths = ([os.path.join(out_dir, SAMPLES)] if os.path.exists(os.path.join(out_dir, SAMPLES)) else []) + shard_paths(out_dir)
     seen: dict[tuple, dict] = {}
     for path in paths:
         for row in read_jsonl(path, what="run file", hint=REPAIR_HINT):
@@ -277,7 +277,7 @@ class RunStore:
         rows = read_samples(self.out_dir)
         write_jsonl_atomic(os.path.join(self.out_dir, SAMPLES), rows, dumps_fn=canonical_json)
         _fsync_dir(self.out_dir)
-        for p in _shard_paths(self.out_dir):
+        for p in shard_paths(self.out_dir):
             os.remove(p)
         _fsync_dir(self.out_dir)
         self.done = {row_key(r["problem_id"], r["method"], r["setting"]) for r in rows}

@@ -14,6 +14,7 @@ import os
 import sys
 
 from benchmarks.eval.config import EvalConfig
+from benchmarks.eval.regrade import regrade
 from benchmarks.eval.report import report
 from benchmarks.eval.runner import processes, run_eval
 from benchmarks.eval.store import read_samples
@@ -57,9 +58,30 @@ def run(args) -> int:
 
 
 def run_report(args) -> int:
-    """``ttscale eval report DIR``: recompute metrics, figure and summary from the rows alone."""
-    paths = report(args.dir)
+    """``ttscale eval report DIR [--regrade]``: recompute metrics, figure and summary from the rows alone; with
+    ``--regrade``, grade the rows again first and print what changed. Refuses what :func:`regrade` refuses."""
+    if args.regrade:
+        done = regrade(args.dir)
+        paths = done.paths
+        _print_changes(done)
+    else:
+        paths = report(args.dir)
     with open(paths["summary"], encoding="utf-8") as fh:
         print(_tables(fh.read()))
     print("ttscale: wrote " + ", ".join(paths[k] for k in ("metrics", "figure", "summary")), file=sys.stderr)
     return 0
+
+
+def _print_changes(done, shown: int = 20) -> None:
+    """The regrade's counts and its first ``shown`` changed rows, on stderr (every change is in regrade.json)."""
+    kept = f"; {done.kept} parallel rows kept as graded (the run stored no sample texts)" if done.kept else ""
+    print(f"ttscale: regraded {done.regraded} of {done.rows} rows: {len(done.changed)} changed{kept}; "
+          f"every change is in {done.paths['regrade']}", file=sys.stderr)
+    for c in done.changed[:shown]:
+        setting = ", ".join(f"{k}={v}" for k, v in c["setting"].items()) or "default"
+        before, after = c["before"], c["after"]
+        print(f"  {c['problem_id']} {c['method']} {setting} (gold {c['gold']}): {before['extracted']!r} "
+              f"{'right' if before['correct'] else 'wrong'} -> {after['extracted']!r} {'right' if after['correct'] else 'wrong'}",
+              file=sys.stderr)
+    if len(done.changed) > shown:
+        print(f"  ... and {len(done.changed) - shown} more", file=sys.stderr)

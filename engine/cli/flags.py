@@ -133,8 +133,12 @@ def add_eval(sub) -> None:
     EVAL.add_to(p)
     p.set_defaults(func="engine.cli.eval:run", eval_command=None)
     rsub = p.add_subparsers(dest="eval_command", metavar="report DIR")
-    r = rsub.add_parser("report", help="redraw metrics.json, scaling.png and summary.md from DIR/samples.jsonl")
-    r.add_argument("dir", metavar="DIR")
+    r = rsub.add_parser("report", help="redraw metrics.json, scaling.png and summary.md from DIR/samples.jsonl",
+                        description="Redraw a run's report from its rows; with --regrade, grade every row again with the "
+                                    "current grader first and list what changed (DIR/regrade.json).")
+    r.add_argument("dir", metavar="DIR", help="the --out directory of a ttscale eval run")
+    r.add_argument("--regrade", action="store_true", help="grade the stored generations again with the current grader "
+                                                          "(parallel rows re-vote over their stored samples), then redraw")
     r.set_defaults(func="engine.cli.eval:run_report")
 
 

@@ -2,6 +2,7 @@
 outputs appear, budget forcing's Control is 100% by construction, pools nest, compute-optimal copies its chosen rows,
 and a second run on the same directory does nothing. Plus configuration checks and compute-optimal's binning."""
 
+import dataclasses
 import json
 import os
 
@@ -244,7 +245,7 @@ def test_grading_by_kind(tokenizer):
     assert ctx.extract(arith, "So 2 + 6 is 8.</think>") is None
     assert ctx.extract(arith, "So 2 + 6 is 8.") == "8"  # no delimiter at all: the reply's last number (the calibration's rule)
     assert ctx.extract(arith, "8</think>\n\nFinal Answer: \\boxed{7}") == "7" and ctx.extract(arith, "no number") is None
-    ctx.synthetic = False
+    ctx.grader = dataclasses.replace(ctx.grader, synthetic=False)
     assert ctx.is_correct(Problem("m", "x?", "\\frac{1}{2}"), "0.5")
     choice = Problem("g", "Which?", "B", "choice", ("x", "y", "z", "w"))
     assert ctx.extract(choice, "hmm</think>\nThe answer is (B).") == "B" and ctx.is_correct(choice, "B")
