@@ -11,6 +11,7 @@ import torch
 from conftest import make_tiny_model
 
 from benchmarks.eval.config import DEFAULT_BUDGETS, DEFAULT_N, METHODS, EvalConfig, method_settings, plan_units
+from benchmarks.eval.grading import Grader
 from benchmarks.eval.methods import Context, derive_rows, difficulty_levels
 from benchmarks.eval.runner import run_eval
 from benchmarks.eval.store import RunStore, new_row, read_samples, row_key
@@ -237,7 +238,8 @@ def test_grading_by_kind(tokenizer):
     from benchmarks.data.datasets import Problem
 
     ctx = Context(config=EvalConfig(dataset="synthetic"), model=None, tokenizer=tokenizer, engine=None, end_ids=(2,),
-                  delimiters=("</think>", "<|im_start|>answer"), synthetic=True)
+                  grader=Grader.for_run("synthetic"))
+    assert ctx.grader == Grader(synthetic=True, delimiters=("<|im_start|>answer", "</think>"))
     arith = Problem("a", "What is 2 + 6?", "8")
     assert ctx.extract(arith, "think</think>\nFinal Answer: 2 + 6") == "6"
     assert not ctx.is_correct(arith, "6") and ctx.is_correct(arith, "8.0")
