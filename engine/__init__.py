@@ -4,7 +4,7 @@ The names below are exported lazily (PEP 562): ``from engine import load_model``
 torch) only then, so that ``import engine.cli`` — and ``ttscale --help`` — stays torch-free.
 """
 
-import importlib
+from engine.lazy import lazy_exports
 
 _EXPORTS = {
     "TTScaleError": "engine.errors",
@@ -17,10 +17,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    """Import the module that defines an exported ``name`` on first use; refuse any other name as Python does."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports("engine", _EXPORTS, globals())

@@ -17,7 +17,7 @@ The names below are exported lazily (PEP 562), so that importing ``engine.search
 flags of ``ttscale search`` do) does not import torch.
 """
 
-import importlib
+from engine.lazy import lazy_exports
 
 _EXPORTS = {
     "DEFAULT_SYSTEM_PROMPT": "engine.search.config",
@@ -46,10 +46,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    """Import the module that defines an exported ``name`` on first use; refuse any other name as Python does."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'engine.search' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports("engine.search", _EXPORTS, globals())
