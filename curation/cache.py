@@ -32,7 +32,10 @@ files into the one file. :func:`run_units` is that whole flow for a stage that r
                question's row is appended as soon as its unit returns; progress bar with ETA on rank 0
     4. finish  barrier; every process re-reads every rank's rows; barrier; rank 0 merges the rank files
 
-A unit killed half-way is run again whole and only its uncached questions are written. Torch-free.
+A unit cut short by a kill (some of its rows written) runs again for its unwritten questions only, under the unit's
+seed: nothing finished is generated twice. Greedy results equal an uninterrupted run (the engine's greedy rows do not
+depend on their batch); sampled draws of those few questions come from a smaller batch, so they are other draws of
+the same distribution. Torch-free.
 """
 
 from __future__ import annotations
@@ -148,7 +151,11 @@ class StageCache:
         if qid in self._rows:
             return False
         row = {"id": qid, "result": result}
-        canonical_json(row)  # refuses non-JSON values before anything is written
+        try:  # refuse non-JSON values before anything is written, without quoting a whole trace back
+            json.dumps(row, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TTScaleError(f"the {self.stage} result of question {qid} cannot be stored as JSON ({exc}); "
+                               "use strings, finite numbers, booleans, lists and dicts") from None
         if self._closed:
             raise TTScaleError(f"the {self.stage} cache {self.path} is closed; open a new StageCache to add results")
         if self._writer is None:
@@ -225,8 +232,9 @@ def run_units(cache: StageCache, questions: Sequence, size: int, make_worker: Ca
     """Give every question of ``questions`` (objects with an ``id``) a result in ``cache``; returns how many this
     process added. The flow is the module docstring's (plan, open, run, finish).
 
-    ``make_worker()`` is called once, only when this process has units to run, and returns ``work(unit) -> [result,
-    ...]`` (one dict per question of the unit, in order). ``procs`` is a :class:`benchmarks.eval.runner.Processes`
+    ``make_worker()`` is called once, only when this process has units to run, and returns ``work(pending, unit) ->
+    [result, ...]``: one dict per question of ``pending`` (the unit's uncached questions, in order; the whole unit
+    unless a kill cut it short), ``unit`` the whole unit (its seed comes from all its ids). ``procs`` is a :class:`benchmarks.eval.runner.Processes`
     (rank, world, ``wait()``). Refuses a worker that returns the wrong number of results; whatever the worker raises
     propagates after the finished rows are on disk.
     """
@@ -237,17 +245,18 @@ def run_units(cache: StageCache, questions: Sequence, size: int, make_worker: Ca
         log(f"{len(questions)} questions, {cache.done} already cached, {sum(len(u) for u in todo)} to do over "
             f"{procs.world} process{'es' if procs.world > 1 else ''}; cache {cache.path}")
     added = 0
-    bar = tqdm(total=sum(len(u) for u in mine), desc=desc or cache.stage, unit="q", dynamic_ncols=True,
+    bar = tqdm(total=sum(1 for u in mine for q in u if q.id not in cache), desc=desc or cache.stage, unit="q", dynamic_ncols=True,
                disable=not (progress and procs.rank == 0 and mine))
     try:
         work = make_worker() if mine else None
         for unit in mine:
-            results = work(unit)
-            if len(results) != len(unit):
-                raise TTScaleError(f"the {cache.stage} worker returned {len(results)} results for a unit of {len(unit)} questions")
-            for q, result in zip(unit, results):
+            pending = [q for q in unit if q.id not in cache]  # a unit cut short by a kill: only what it did not finish
+            results = work(pending, unit)
+            if len(results) != len(pending):
+                raise TTScaleError(f"the {cache.stage} worker returned {len(results)} results for {len(pending)} questions")
+            for q, result in zip(pending, results):
                 added += cache.put(q.id, result)
-            bar.update(len(unit))
+            bar.update(len(pending))
     finally:
         bar.close()
         cache.close()  # every finished question is on disk; a rerun resumes from there

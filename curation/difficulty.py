@@ -270,7 +270,7 @@ def _run_grader(spec, questions, config, work_dir, engine, procs, progress, log)
                                                  FormatConfig(config.format, template=config.template, system=config.system))
             except TTScaleError as exc:
                 raise TTScaleError(_grader_error(spec, exc)) from exc
-        return lambda unit: _grade_unit(eng, unit, config)
+        return lambda pending, unit: _grade_unit(eng, pending, unit, config)
 
     run_units(cache, questions, max(1, config.batch_size // config.samples), make_worker, procs, progress=progress,
               desc=f"difficulty {spec}", log=lambda msg: log(f"difficulty, grader {spec}: {msg}"))
@@ -278,17 +278,17 @@ def _run_grader(spec, questions, config, work_dir, engine, procs, progress, log)
     return cache
 
 
-def _grade_unit(engine: ThinkingEngine, unit: list[Question], config: DifficultyConfig) -> list[dict]:
+def _grade_unit(engine: ThinkingEngine, pending: list[Question], unit: list[Question], config: DifficultyConfig) -> list[dict]:
     """One unit's generations, graded: ``samples`` per question, batched, seeded from the unit."""
     k = config.samples
     end_ids = set(end_of_turn_ids(engine.tokenizer, engine.model.generation_config.eos_token_id))
     grader = Grader.for_run("pool", engine.format.think_end)
-    prompts = [q.question for q in unit for _ in range(k)]
+    prompts = [q.question for q in pending for _ in range(k)]
     sampling = config.sampling(unit_seed(config.seed, [q.id for q in unit]))
     results = [r for batch in engine.iter_generate(prompts, config.budget(), sampling, batch_size=config.batch_size)
                for r in batch]
     out = []
-    for i, q in enumerate(unit):
+    for i, q in enumerate(pending):
         rows = results[i * k: (i + 1) * k]
         # The whole generation as eval grades it: delimiters kept, end-of-turn tokens left out.
         texts = [engine.tokenizer.decode([t for t in r.token_ids if t not in end_ids], skip_special_tokens=False,

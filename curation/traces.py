@@ -230,7 +230,7 @@ def _engine_traces(questions, config, work_dir, engine, procs, progress, log) ->
     def make_worker():
         eng = engine or ThinkingEngine.from_config(ModelConfig(config.model, dtype=config.dtype, device=procs.device),
                                                    FormatConfig(config.format, template=config.template, system=config.system))
-        return lambda unit: _trace_unit(eng, unit, config)
+        return lambda pending, unit: _trace_unit(eng, pending, unit, config)
 
     run_units(cache, questions, max(1, config.batch_size // config.samples_per_question), make_worker, procs,
               progress=progress, desc="traces", log=lambda msg: log(f"traces with {config.model}: {msg}"))
@@ -238,14 +238,14 @@ def _engine_traces(questions, config, work_dir, engine, procs, progress, log) ->
         yield _with_traces(q, cache.get(q.id))
 
 
-def _trace_unit(engine: ThinkingEngine, unit: list[Question], config: TraceConfig) -> list[dict]:
+def _trace_unit(engine: ThinkingEngine, pending: list[Question], unit: list[Question], config: TraceConfig) -> list[dict]:
     """One unit's traces: each question's prompt ``samples_per_question`` times, batched, seeded from the unit."""
     k = config.samples_per_question
-    prompts = [q.question for q in unit for _ in range(k)]
+    prompts = [q.question for q in pending for _ in range(k)]
     sampling = config.sampling(unit_seed(config.seed, [q.id for q in unit]))
     results = [r for batch in engine.iter_generate(prompts, config.budget(), sampling, batch_size=config.batch_size)
                for r in batch]
     return [{"source": "engine", "tokens": "engine",
              "samples": [{"thinking": r.thinking, "attempt": r.answer, "answer": extract_answer(r.answer),
                           "thinking_tokens": r.thinking_tokens, "finish_reason": r.finish_reason, "model": config.model}
-                         for r in results[i * k: (i + 1) * k]]} for i in range(len(unit))]
+                         for r in results[i * k: (i + 1) * k]]} for i in range(len(pending))]
