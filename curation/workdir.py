@@ -16,7 +16,6 @@ settings; changing a stage's settings redoes it and every stage after it. Every 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -24,17 +23,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from curation.cache import settings_hash
 from curation.schema import Drop, Question
 from engine.errors import TTScaleError
 from engine.jsonl import JsonlWriter, iter_jsonl, write_json_atomic
 
 STAGES = ("pool", "decontaminate", "traces", "quality", "difficulty", "diversity", "select")
 MANIFEST = "manifest.json"
-
-
-def settings_hash(settings: dict) -> str:
-    """12 hex digits of the SHA-256 of ``settings`` as canonical JSON: equal settings, equal hash."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:12]
 
 
 @dataclass

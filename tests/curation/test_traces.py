@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 
 from curation.cache import StageCache
 from curation.schema import Question
@@ -17,7 +18,6 @@ from engine.answers import extract_answer
 from engine.engine import ThinkingEngine
 from engine.errors import ConfigError, TTScaleError
 from engine.models import load_model
-from tests.conftest import REPO
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")
 KEYS = {"thinking", "attempt", "answer", "thinking_tokens", "finish_reason", "model"}

@@ -5,8 +5,9 @@ import os
 
 import pytest
 
+from curation.cache import settings_hash
 from curation.schema import Drop, Question
-from curation.workdir import STAGES, WorkDir, settings_hash
+from curation.workdir import STAGES, WorkDir
 from engine.errors import TTScaleError
 
 
