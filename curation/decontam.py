@@ -142,7 +142,7 @@ class EvalIndex:
         return (name, None) if name is not None else None
 
 
-def _eval_texts(spec: str) -> tuple[str, list[str]]:
+def eval_texts(spec: str) -> tuple[str, list[str]]:
     """(set name, question texts) of one evaluation set: a name ``benchmarks.data.datasets`` knows, or FILE.jsonl[:FIELD]."""
     if spec in NAMED:
         problems = load_dataset_rows(spec)  # local copy ($TTSCALE_DATA, ../shared/data) first, then the hub
@@ -168,14 +168,14 @@ def _eval_texts(spec: str) -> tuple[str, list[str]]:
 
 
 def load_eval_index(eval_sets: Iterable[str] = DEFAULT_EVAL_SETS, n: int = 8) -> EvalIndex:
-    """The index of the named evaluation sets (see :func:`_eval_texts` for the names), built once.
+    """The index of the named evaluation sets (see :func:`eval_texts` for the names), built once.
 
     Refuses, in one sentence, a set that cannot be read: unknown, not stored locally and not reachable on the hub
     (gated GPQA without a login), a missing file, a row without question text.
     """
     index = EvalIndex(n)
     for spec in eval_sets:
-        name, texts = _eval_texts(spec)
+        name, texts = eval_texts(spec)
         index.add(name, texts)
     return index
 
