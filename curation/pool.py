@@ -66,10 +66,11 @@ KNOWN = {
 DEFAULT_QUESTION_FIELDS = ("question", "problem")
 
 
-def parse_fields(text: str | dict | None, where: str) -> dict[str, str]:
+def parse_fields(text: str | dict | None, where: str, need_question: bool = True) -> dict[str, str]:
     """``"question=problem,answer=answer"`` (or a dict) as ``{target: field}``; targets are :data:`TARGETS`.
 
-    Refuses an entry without ``=``, an unknown target, an empty field name and a mapping without ``question``.
+    Refuses an entry without ``=``, an unknown target, an empty field name and (``need_question``, all but overrides
+    of a known mapping) a mapping without ``question``.
     """
     if text is None or text == "" or text == {}:
         return {}
@@ -88,7 +89,7 @@ def parse_fields(text: str | dict | None, where: str) -> dict[str, str]:
             raise TTScaleError(f"{where}: field mapping names unknown target {target!r}; targets are {', '.join(TARGETS)}")
         if not isinstance(name, str) or not name:
             raise TTScaleError(f"{where}: field mapping target {target!r} names no field; write {target}=<field>")
-    if "question" not in pairs:
+    if need_question and "question" not in pairs:
         raise TTScaleError(f"{where}: the field mapping has no question field; add question=<field>")
     return pairs
 
@@ -254,7 +255,7 @@ def _open_parquet(spec: SourceSpec, path: str) -> _Opened:
 def _open_hub(spec: SourceSpec) -> _Opened:
     known = KNOWN.get(spec.name)
     mapping = dict(known.fields) if known else {}
-    mapping.update(parse_fields(spec.fields, f"pool source {spec.name}"))
+    mapping.update(parse_fields(spec.fields, f"pool source {spec.name}", need_question=known is None))
     if not mapping:
         raise TTScaleError(f"pool source {spec.name}: a hub dataset the pool does not know ({', '.join(KNOWN)} it does); "
                            "give its field mapping, e.g. fields=question=problem,solution=solution,answer=answer")

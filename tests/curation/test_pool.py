@@ -86,6 +86,9 @@ def test_known_hub_datasets_stream_with_their_mappings(monkeypatch):
     (sample,) = q.metadata["traces"]["samples"]
     assert sample["thinking"] == "Let me think. 128." and sample["answer"] == "128" and sample["model"] == KNOWN["simplescaling/s1K"].trace_model
 
+    (q,) = iter_pool(["simplescaling/s1K fields=answer=cot_type"])  # an override of one field of a known mapping
+    assert q.answer == "math" and q.question == "How many ...?"
+
     limo = _FakeHub([{"question": "Q?", "solution": "long", "answer": "42"}], features=False)
     monkeypatch.setattr(datasets, "load_dataset", limo)
     (q,) = iter_pool(["GAIR/LIMO"])
