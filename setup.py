@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "math-verify>=0.8.0",    # answer equivalence (REFERENCE §6)
     "matplotlib>=3.9.0",     # scaling-curve figures
     "pyyaml>=6.0.1",         # --config FILE.yaml (transformers needs it too)
+    "datasketch>=2.0,<3",    # curation: MinHash LSH near-dedup (tested with 2.0.0)
 ]
 
 setup(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from benchmarks.curation import DecontamOptions
 from engine.cli.args import CommandConfig
 from engine.errors import ConfigError
 
@@ -114,5 +115,9 @@ PRM_MEMORY = Benchmark(CommandConfig(PRMMemoryOptions, titles={PRMMemoryOptions:
 GRADING = Benchmark(CommandConfig(GradingOptions, titles={GradingOptions: "benchmark"}), "benchmarks.grading.extraction:main",
                     "answer extraction graded on templated positives and negatives vs math-verify alone and s1's rule")
 
+DECONTAM = Benchmark(CommandConfig(DecontamOptions, titles={DecontamOptions: "benchmark"}), "benchmarks.curation.decontam:main",
+                     "s1's 8-gram decontamination and exact / MinHash near dedup of a 59K-question pool")
+
 # ``ttscale bench NAME``, in the order its help lists them.
-BENCHMARKS = {"budget": BUDGET, "search": SEARCH, "kv-cache": KV_CACHE, "prm-memory": PRM_MEMORY, "grading": GRADING}
+BENCHMARKS = {"budget": BUDGET, "search": SEARCH, "kv-cache": KV_CACHE, "prm-memory": PRM_MEMORY, "grading": GRADING,
+              "decontam": DECONTAM}

@@ -37,16 +37,17 @@ import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 
+from benchmarks import options
 from benchmarks.curation import DecontamOptions
 from benchmarks.data.datasets import NAMED, data_dirs
 from curation.decontam import DecontamConfig, EvalIndex, decontaminate, deduplicate, eval_texts, ngrams, words
 from curation.schema import Question
-from engine.cli.args import CommandConfig, render_config_error
+from engine.cli.args import render_config_error
 from engine.cli.common import check_output_file
 from engine.errors import ConfigError, TTScaleError
 
 Options = DecontamOptions
-SPEC = CommandConfig(DecontamOptions, titles={DecontamOptions: "benchmark"})
+SPEC = options.DECONTAM.spec
 GOAL_S = 60.0
 WARMUP = 2000
 # (name, questions, words per question) of the stand-ins: the real sets' sizes and rough lengths.
