@@ -45,6 +45,7 @@ UNCLASSIFIED = ("keywords", "drop")
 PROMPT_VERSION = 1  # bump when the prompt's wording changes: cached answers of another wording are not reused
 
 _CODE = re.compile(r"(?<!\d)(\d{2})(?!\d)")
+_HOLD = 64  # the stage holds at most this many batches' worth of questions to keep the input order
 
 
 def _help(text: str, **extra) -> dict:
@@ -130,7 +131,7 @@ class KeywordClassifier:
     pattern matches. Only codes in ``codes`` are scored.
 
         >>> KeywordClassifier().classify("What is the remainder when 2^100 is divided by 7?")
-        ('11', 'keywords: remainder, divided by')
+        ('11', 'keywords: remainder')
 
     Refuses a fallback outside ``codes``, a table code that is not MSC2020 and a pattern that does not compile.
     """
@@ -291,8 +292,9 @@ def classify_domains(questions: Iterable[Question], config: DiversityConfig | No
             pending.append((q, False))
         else:
             pending.append((q, True))
-        if llm is None or sum(waits for _, waits in pending) >= config.batch_size:
-            yield from flush()
+        waiting = sum(waits for _, waits in pending)
+        if waiting == 0 or waiting >= config.batch_size or len(pending) >= _HOLD * config.batch_size:
+            yield from flush()           # nothing to wait for, a full batch, or too many labelled ones held back
     yield from flush()
 
 

@@ -125,8 +125,8 @@ def select_diverse(questions: list[Question], k: int, rng: random.Random) -> lis
             raise TTScaleError(f"question {q.id} ({q.source or 'no source'}) has no metadata['domain']; run the "
                                "diversity stage before selecting with method diverse")
         by_domain.setdefault(code, []).append(q)
-    ranked = {code: rank_by_length(qs) for code, qs in by_domain.items()}
     _check_k(k, len(questions))
+    ranked = {code: rank_by_length(qs) for code, qs in by_domain.items()}
     live = sorted(ranked)                   # domains that still have questions, in code order (determinism)
     out = []
     while len(out) < k:
@@ -164,6 +164,7 @@ def select(questions: Iterable[Question], config: SelectionConfig | None = None,
         if q.id in seen:
             raise TTScaleError(f"question id {q.id} occurs twice in the selection's input; deduplicate before selecting")
         seen.add(q.id)
+    _check_k(config.k, len(questions))
     rng = random.Random(config.seed)
     if config.method == "diverse":
         chosen = select_diverse(questions, config.k, rng)

@@ -228,3 +228,15 @@ def test_math500_subject_field_labels_every_row():
     out = list(classify_domains(qs))
     assert {q.metadata["domain"]["method"] for q in out} == {"subject"}
     assert Counter(q.metadata["domain"]["code"] for q in out) == {"12": 221, "97": 82, "11": 62, "26": 56, "51": 41, "05": 38}
+
+
+def test_the_stage_streams():
+    import itertools
+
+    endless = (Question(f"What is {i} + 1?") for i in itertools.count())
+    first = list(itertools.islice(classify_domains(endless), 3))               # offline: one in, one out
+    assert [q.question for q in first] == ["What is 0 + 1?", "What is 1 + 1?", "What is 2 + 1?"]
+    engine = Scripted(["11"] * 4)
+    labelled = (Question(f"Q{i}", metadata={"subject": "Geometry"} if i % 3 else {}) for i in itertools.count())
+    out = list(itertools.islice(classify_domains(labelled, DiversityConfig(method="llm", batch_size=2), engine=engine), 4))
+    assert [q.question for q in out] == ["Q0", "Q1", "Q2", "Q3"] and [len(c) for c in engine.calls] == [2]
