@@ -19,6 +19,9 @@ from engine.errors import TTScaleError
 
 _SPACE = re.compile(r"\s+")
 
+# The pipeline's stages, in the order they run (``ttscale curate STAGE`` runs one).
+STAGES = ("pool", "decontaminate", "traces", "quality", "difficulty", "diversity", "select")
+
 
 def normalise(text: str) -> str:
     """Lower-cased, whitespace-collapsed text: the form s1's 8-gram rule and the question id are computed on."""

@@ -62,21 +62,25 @@ class SelectionConfig:
 
 # ------------------------------------------------------------------------------------------- what the rule reads
 def first_trace(question: Question) -> dict | None:
-    """The first trace the trace stage stored (``metadata["traces"]``: one dict, a list of dicts, or a dict with a
-    ``traces`` list); None when there is none. Refuses nothing."""
+    """The first trace the trace stage stored (``metadata["traces"]["samples"][0]``, as ``curation/traces.py`` writes
+    it; also one dict, a list of dicts, or a dict with a ``traces`` list); None when there is none. Refuses nothing."""
     traces = question.metadata.get("traces")
-    if isinstance(traces, dict) and isinstance(traces.get("traces"), list):
+    if isinstance(traces, dict) and isinstance(traces.get("samples"), list):  # the trace stage's shape (curation/traces.py)
+        traces = traces["samples"]
+    elif isinstance(traces, dict) and isinstance(traces.get("traces"), list):
         traces = traces["traces"]
     if isinstance(traces, list):
         traces = traces[0] if traces else None
     return traces if isinstance(traces, dict) else None
 
 
-def _count(value) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+def _count(value) -> float | None:
+    """A token count (an int, or the mean over several traces, a float) when it is one; else None."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and value >= 0
+    return value if ok else None
 
 
-def trace_length(question: Question) -> int | None:
+def trace_length(question: Question) -> float | None:
     """The question's trace length in tokens (module docstring: the difficulty stage's ``trace_tokens``, else the
     first trace's ``thinking_tokens``); None when neither is recorded. Refuses nothing."""
     difficulty = question.metadata.get("difficulty")

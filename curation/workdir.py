@@ -1,7 +1,7 @@
 """The run directory of ``ttscale curate``: one folder per stage with the questions it kept and the ones it dropped,
-and a manifest that says which stages are done, with which settings, and what they counted.
+and a state file that says which stages are done, with which settings, and what they counted.
 
-    OUT/manifest.json                    config, versions, seeds; per stage: settings hash, counts, done, wall time
+    OUT/stages/state.json                per stage: settings hash, counts, done (the run's progress)
     OUT/stages/NN-<stage>/kept.jsonl     the questions the stage kept (the next stage's input), in order
     OUT/stages/NN-<stage>/drops.jsonl    one Drop per removed question (stage, reason, detail)
     OUT/cache/                           per-question caches of the expensive stages (traces, grading, classification)
@@ -24,12 +24,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from curation.cache import settings_hash
-from curation.schema import Drop, Question
+from curation.schema import STAGES, Drop, Question
 from engine.errors import TTScaleError
 from engine.jsonl import JsonlWriter, iter_jsonl, write_json_atomic
 
-STAGES = ("pool", "decontaminate", "traces", "quality", "difficulty", "diversity", "select")
-MANIFEST = "manifest.json"
+STATE = "state.json"
 
 
 @dataclass
@@ -76,7 +75,7 @@ class WorkDir:
 
     # ---- manifest ----------------------------------------------------------------------------------------------
     def _read_manifest(self) -> dict:
-        path = os.path.join(self.out_dir, MANIFEST)
+        path = os.path.join(self.out_dir, "stages", STATE)
         if not os.path.exists(path):
             return {"stages": {}}
         try:
@@ -91,7 +90,7 @@ class WorkDir:
     def write_manifest(self, **fields) -> None:
         """Merge ``fields`` (config, versions, seeds, ...) into the manifest and write it atomically."""
         self.manifest.update(fields)
-        write_json_atomic(os.path.join(self.out_dir, MANIFEST), self.manifest, indent=2, sort_keys=True)
+        write_json_atomic(os.path.join(self.out_dir, "stages", STATE), self.manifest, indent=2, sort_keys=True)
 
     def is_done(self, stage: str, settings: dict) -> bool:
         """Whether ``stage`` finished with exactly these settings (and its kept file is there)."""

@@ -65,8 +65,10 @@ class CommandConfig:
     Refuses two dataclasses exposing the same field name (one flag could not feed both).
     """
 
-    def __init__(self, *classes, defaults: dict | None = None, skip: dict | None = None, titles: dict | None = None):
+    def __init__(self, *classes, defaults: dict | None = None, skip: dict | None = None, titles: dict | None = None,
+                 sections: tuple[str, ...] = ()):
         self.classes, self.defaults = classes, dict(defaults or {})
+        self.sections = tuple(sections)  # top-level --config keys that hold a nested mapping (read by sections_of)
         self.skip = {cls: set(names) for cls, names in (skip or {}).items()}
         self.titles = titles or {}
         self.fields: dict[str, tuple[type, dataclasses.Field, tuple]] = {}
@@ -155,14 +157,27 @@ class CommandConfig:
         aliases = {flag_of(f).lstrip("-").replace("-", "_"): n for n, (_, f, _) in self.fields.items() if not f.metadata.get("negate")}
         out = {}
         for key, value in data.items():
+            if key in self.sections:
+                continue  # a nested section, for the command itself (sections_of)
             name = str(key).replace("-", "_").lstrip("_")
             name = name if name in self.fields else aliases.get(name, name)
             if name not in self.fields:
                 close = difflib.get_close_matches(name, list(self.fields), n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
-                raise TTScaleError(f"--config {path}: unknown key {key!r}; {hint}this command takes {', '.join(sorted(self.fields))}")
+                takes = ", ".join(sorted(self.fields)) + (f" and the sections {', '.join(self.sections)}" if self.sections else "")
+                raise TTScaleError(f"--config {path}: unknown key {key!r}; {hint}this command takes {takes}")
             out[name] = self._check_value(path, key, name, value)
         return out
+
+    def sections_of(self, args: argparse.Namespace) -> dict:
+        """The nested sections (see ``sections``) of the ``--config`` file, as parsed YAML; {} without a file."""
+        path = getattr(args, "config", None)
+        if not path or not self.sections:
+            return {}
+        self.read_file(path)  # the same refusals as for the flat keys
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+        return {k: v for k, v in data.items() if k in self.sections}
 
     def _check_value(self, path: str, key, name: str, value):
         _, f, (shape, elem, optional) = self.fields[name]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from benchmarks.eval.config import DEFAULT_BUDGETS, DEFAULT_N, METHODS, EvalConfig
 from benchmarks.options import BENCHMARKS
+from curation.schema import STAGES
 from engine.cli.args import CommandConfig
 from engine.cli.common import PromptOptions
 from engine.errors import ConfigError
@@ -182,5 +183,49 @@ def add_bench(sub) -> None:
         bp.set_defaults(func=b.run)
 
 
+# ─── curate ────────────────────────────────────────────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class CurateOptions:
+    """Where ``curate`` works and the settings most runs change; every other setting is a section of ``--config``."""
+
+    out: str | None = field(default=None, metadata={"help": "run directory (created; an existing one is resumed)", "metavar": "DIR"})
+    sources: tuple[str, ...] = field(default=(), metadata={
+        "help": "pool source, added to the config's: NAME [fields=...] [limit=N] [seed=S] (hub id, .jsonl/.parquet, synthetic[:task])",
+        "flag": "--source", "action": "append"})
+    eval_sets: tuple[str, ...] = field(default=(), metadata={
+        "help": "evaluation set to decontaminate against, replacing the config's (math500, aime24, aime25, gpqa-diamond, FILE.jsonl[:FIELD])",
+        "flag": "--eval-set", "action": "append"})
+    k: int | None = field(default=None, metadata={"help": "questions to select (default: the config's select.k, 1000 as s1K)"})
+    progress: bool = field(default=True, metadata={"help": "no progress bars", "flag": "--no-progress", "negate": True})
+
+    def __post_init__(self):
+        if not self.out:
+            raise ConfigError("`out` is missing; give the run directory (stages, caches and the dataset are written there)")
+        if self.k is not None and (not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1):
+            raise ConfigError(f"`k` must be an integer >= 1, got {self.k!r}")
+
+
+CURATE = CommandConfig(CurateOptions, titles={CurateOptions: "run"}, sections=STAGES)
+
+
+def add_curate(sub) -> None:
+    """Register ``curate`` (the whole pipeline) and ``curate STAGE`` (one stage) on the ``ttscale`` subcommands."""
+    p = sub.add_parser(
+        "curate", help="build an s1K-style dataset: pool, decontaminate, traces, quality, difficulty, diversity, select",
+        description="Run the s1K curation pipeline into --out (each stage's kept and dropped questions, caches, then the "
+                    "dataset in s1K's columns, report and manifest). --config FILE.yaml holds a section per stage "
+                    f"({', '.join(STAGES)}) with that stage's settings. A killed run started again resumes.",
+        epilog="one stage alone: ttscale curate STAGE --out DIR --config FILE.yaml (it reads the previous stage's output in DIR)")
+    CURATE.add_to(p)
+    p.set_defaults(func="engine.cli.curate:run", curate_stage=None)
+    ssub = p.add_subparsers(dest="curate_stage", metavar="STAGE")
+    for stage in STAGES:
+        sp = ssub.add_parser(stage, help=f"run only the {stage} stage", description=f"Run only the {stage} stage of the pipeline.")
+        CURATE.add_to(sp)
+        sp.set_defaults(func="engine.cli.curate:run")
+
+
 # The commands, in the order ``ttscale --help`` lists them.
-COMMANDS = (add_generate, add_search, add_eval, add_trace, add_bench)
+COMMANDS = (add_generate, add_search, add_eval, add_trace, add_curate, add_bench)

@@ -30,7 +30,7 @@ def test_a_stage_writes_kept_and_drops_and_counts_that_add_up(tmp_path):
     assert [q.answer for q in work.questions("quality")] == ["0", "4", "8", "12", "16"]
     drops = list(work.drops("quality"))
     assert len(drops) == 5 and {d.stage for d in drops} == {"quality"}  # a drop is filed under the stage that ran
-    with open(tmp_path / "run" / "manifest.json", encoding="utf-8") as fh:
+    with open(tmp_path / "run" / "stages" / "state.json", encoding="utf-8") as fh:
         rec = json.load(fh)["stages"]["quality"]
     assert rec["done"] and rec["counts"]["in"] == rec["counts"]["kept"] + rec["counts"]["dropped"] == 10
     assert rec["settings"] == settings_hash({"rule": "even"})

@@ -8,6 +8,7 @@ import pytest
 from conftest import REPO
 
 from benchmarks.options import BENCHMARKS
+from curation.schema import STAGES
 from engine.cli import flags
 from engine.cli.args import CommandConfig
 from engine.cli.eval import config_from_args
@@ -128,7 +129,7 @@ def test_every_registered_command_uses_a_command_config():
 
     def walk(p, path):
         subs = [a for a in p._actions if a.__class__.__name__ == "_SubParsersAction"]
-        if not subs or path == ["eval"]:
+        if not subs or path in (["eval"], ["curate"]):
             leaves.append((" ".join(path), p))
         for action in subs:
             for name, child in action.choices.items():
@@ -136,7 +137,8 @@ def test_every_registered_command_uses_a_command_config():
 
     walk(parser, [])
     names = {name for name, _ in leaves if name and name != "eval report"}
-    assert names == {"generate", "search", "eval", "trace show", *(f"bench {b}" for b in BENCHMARKS)}
+    assert names == {"generate", "search", "eval", "trace show", "curate", *(f"curate {s}" for s in STAGES),
+                     *(f"bench {b}" for b in BENCHMARKS)}
     for name, p in leaves:
         if name in names:
             assert p.get_default("_spec") is not None, name
@@ -154,7 +156,7 @@ def test_commands_are_registered_not_discovered():
     assert by_name == ["main.py"]
     runners = {p.get_default("func").partition(":")[0] for _, p in _leaf_parsers(build_parser()) if p.get_default("func")}
     modules = {f"engine.cli.{p.stem}" for p in folder.glob("*.py") if "\ndef run(" in p.read_text(encoding="utf-8")}
-    assert modules == {"engine.cli.generate", "engine.cli.search", "engine.cli.eval", "engine.cli.trace"}
+    assert modules == {"engine.cli.generate", "engine.cli.search", "engine.cli.eval", "engine.cli.trace", "engine.cli.curate"}
     assert modules <= runners
 
 
