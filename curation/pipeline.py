@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -28,7 +29,7 @@ from curation.decontam import DecontamConfig, decontaminate_and_dedup
 from curation.difficulty import DifficultyConfig, check_graders, difficulty_stage
 from curation.diversity import DiversityConfig, classify_domains, llm_settings
 from curation.output import StageCount, write_outputs
-from curation.pool import PoolConfig, iter_pool
+from curation.pool import PoolConfig, SourceSpec, iter_pool
 from curation.quality import QualityConfig, quality_filter
 from curation.schema import Drop, Question
 from curation.select import SelectionConfig, select
@@ -76,6 +77,14 @@ class PipelineConfig:
         """The settings of ``stage`` as plain data (what decides whether a done stage can be reused)."""
         if stage == "traces":
             return {"steps": [{"config": asdict(s.config), "max_questions": s.max_questions} for s in self.traces]}
+        if stage == "pool":  # a local file that changed is another pool: its size and mtime are part of the settings
+            files = {}
+            for spec in self.pool.sources:
+                name = SourceSpec.parse(spec).name
+                if os.path.isfile(name):
+                    st = os.stat(name)
+                    files[name] = [st.st_size, st.st_mtime_ns]
+            return {**asdict(self.pool), "files": files}
         return asdict(getattr(self, stage))
 
     def to_json(self) -> dict:

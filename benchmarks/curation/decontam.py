@@ -214,7 +214,7 @@ def run(options: Options) -> dict:
             "near_duplicates": options.near_duplicates, "seed": options.seed, "repeats": options.repeats,
             "eval_sets": origin, "near_threshold": config.near_threshold, "shingle": config.shingle, "num_perm": config.num_perm}
     device = {"platform": platform.platform(), "cpus": os.cpu_count(),
-              "note": "a shared machine: other work ran beside this one, so absolute times are loose; the ratios hold better"}
+              "note": "absolute times hold only for this machine (and only when nothing else ran beside it); quote the ratios"}
     return {"benchmark": "curation-decontam", "config": conf, "versions": _versions(), "device": device, "figures": figures}
 
 

@@ -82,6 +82,12 @@ def test_the_whole_pipeline_then_a_rerun_that_redoes_nothing(tmp_path, tiny_mode
     again = capsys.readouterr().err
     assert again.count("done already with these settings") == len(STAGES)
     assert len(datasets.load_from_disk(os.path.join(out, "dataset"))) == 10
+    # A local source file that changed is another pool: the pool runs again (and so does everything after it).
+    with open(tmp_path / "local.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"q": "Kim has 3 pears and eats one. How many pears are left?", "a": "2"}) + "\n")
+    assert main(["curate", "--config", str(config), "--out", out, "--no-progress"]) == 0
+    third = capsys.readouterr().err
+    assert "pool: 36 in, 36 kept" in third and "done already" not in third
 
 
 def test_one_stage_alone_reads_the_previous_stage(tmp_path, tiny_model_dir, capsys):
