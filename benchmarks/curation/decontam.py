@@ -29,7 +29,6 @@ No model, no torch. Ends with one JSON line.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -38,13 +37,11 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 
 from benchmarks import options
+from benchmarks.cli import emit, run_module
 from benchmarks.curation import DecontamOptions
 from benchmarks.data.datasets import NAMED, data_dirs
 from curation.decontam import DecontamConfig, EvalIndex, decontaminate, deduplicate, eval_texts, ngrams, words
 from curation.schema import Question
-from engine.cli.args import render_config_error
-from engine.cli.common import check_output_file
-from engine.errors import ConfigError, TTScaleError
 
 Options = DecontamOptions
 SPEC = options.DECONTAM.spec
@@ -247,32 +244,12 @@ def main(args) -> int:
     """``ttscale bench decontam``: read the flags, run, print the table (unless ``--json``) and the JSON line last,
     and write the JSON to ``--out`` when given. Refuses out-of-range options and an unwritable ``--out``."""
     options = SPEC.build(args)[Options]
-    if options.out:
-        check_output_file(options.out, "--out")  # before the work, so a bad location loses nothing
-    result = run(options)
-    if not options.json:
-        print_table(result)
-    line = json.dumps(result)
-    if options.out:
-        with open(options.out, "w", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-    print(line, flush=True)
-    return 0
+    return emit(lambda: run(options), options.json, options.out, print_table)
 
 
 def _cli(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.curation.decontam``: a refused flag is one ``ttscale: error:`` sentence, exit status 2."""
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return main(args)
-    except ConfigError as exc:
-        print(f"ttscale: error: {render_config_error(exc, args)}", file=sys.stderr)
-        return 2
-    except TTScaleError as exc:
-        print(f"ttscale: error: {exc}", file=sys.stderr)
-        return 2
+    """``python -m ...``: :func:`benchmarks.cli.run_module` (a refused flag is one sentence, exit status 2)."""
+    return run_module(__doc__, add_arguments, main, argv)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ and, for a template ours misses the goal on, why (:data:`NOTES`); it ends with o
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import re
@@ -37,11 +36,10 @@ from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
 
 from benchmarks import options
+from benchmarks.cli import emit, run_module
 from benchmarks.data.synthetic import MAX_DIFFICULTY, TASKS, load_synthetic
 from engine.answers import VERIFY_TIMEOUT_S, canonicalize, extract_answer, is_equivalent
-from engine.cli.args import render_config_error
-from engine.cli.common import check_output_file
-from engine.errors import ConfigError, TTScaleError
+from engine.errors import TTScaleError
 from engine.jsonl import read_jsonl
 
 GOAL = {"tp_min": 0.995, "fp_max": 0.001}
@@ -353,32 +351,12 @@ def main(args) -> int:
     """``ttscale bench grading``: read the flags, run, print the table (unless ``--json``) and the JSON line last,
     and write the JSON to ``--out`` when given. Refuses ``--per-template`` below 1 and a missing ``--math500`` file."""
     options = SPEC.build(args)[Options]
-    if options.out:
-        check_output_file(options.out, "--out")  # before the work, so a bad location loses nothing
-    result = run(options)
-    if not options.json:
-        print_table(result)
-    line = json.dumps(result)
-    if options.out:
-        with open(options.out, "w", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-    print(line, flush=True)
-    return 0
+    return emit(lambda: run(options), options.json, options.out, print_table)
 
 
 def _cli(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.grading.extraction``: a refused flag is one ``ttscale: error:`` sentence, exit status 2."""
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return main(args)
-    except ConfigError as exc:
-        print(f"ttscale: error: {render_config_error(exc, args)}", file=sys.stderr)
-        return 2
-    except TTScaleError as exc:
-        print(f"ttscale: error: {exc}", file=sys.stderr)
-        return 2
+    """``python -m ...``: :func:`benchmarks.cli.run_module` (a refused flag is one sentence, exit status 2)."""
+    return run_module(__doc__, add_arguments, main, argv)
 
 
 if __name__ == "__main__":

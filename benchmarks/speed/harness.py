@@ -37,6 +37,7 @@ from typing import Any
 import torch
 import transformers
 
+from benchmarks.cli import run_module
 from benchmarks.options import TimingOptions, command_config  # noqa: F401 (re-exported)
 from engine.cli.args import CommandConfig
 from engine.errors import TTScaleError
@@ -194,12 +195,6 @@ def set_threads(threads: int | None) -> None:
 
 def run_main(doc: str, add_arguments: Callable[[argparse.ArgumentParser], None], main: Callable[[Any], int],
              argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.speed.<name>``: parse the benchmark's flags and run it the way ``ttscale bench`` does, a
-    refused flag printed as one ``ttscale: error:`` sentence with exit status 2 instead of a traceback."""
-    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
-    add_arguments(parser)
-    try:
-        return int(main(parser.parse_args(argv)) or 0)
-    except TTScaleError as exc:
-        print(f"ttscale: error: {exc}", file=sys.stderr)
-        return 2
+    """``python -m benchmarks.speed.<name>``: :func:`benchmarks.cli.run_module` (parse the flags and run as
+    ``ttscale bench`` does; a refused flag is one ``ttscale: error:`` sentence with exit status 2)."""
+    return run_module(doc, add_arguments, main, argv)
