@@ -73,3 +73,9 @@ def test_readme_layout_block_names_real_modules():
             assert any((ROOT / f / name).exists() for f in folders), f"{name} is not in {' or '.join(folders)}"
             checked += 1
     assert checked > 30
+
+
+def test_test_files_have_unique_basenames():
+    """pytest imports test modules by basename (rootdir mode, no packages): two test files with one name break collection."""
+    names = [p.name for p in TESTS.rglob("test_*.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
