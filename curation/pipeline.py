@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
+from benchmarks.eval.runner import Processes
 from curation.cache import StageCache
 from curation.decontam import DecontamConfig, decontaminate_and_dedup
 from curation.difficulty import DifficultyConfig, check_graders, difficulty_stage
@@ -40,6 +41,7 @@ from engine.errors import ConfigError, TTScaleError
 from engine.formats import FormatConfig
 from engine.model_config import ModelConfig
 
+SHARDED = ("traces", "difficulty")  # the stages whose per-question work is shared over processes
 SECTIONS = {"pool": PoolConfig, "decontaminate": DecontamConfig, "traces": TraceConfig, "quality": QualityConfig,
             "difficulty": DifficultyConfig, "diversity": DiversityConfig, "select": SelectionConfig}
 
@@ -152,7 +154,7 @@ class _Sink:
 
 
 # ------------------------------------------------------------------------------------------------ the stages
-def _traces(config: PipelineConfig, work: WorkDir, progress: bool, log) -> Callable:
+def _traces(config: PipelineConfig, work: WorkDir, progress: bool, log, procs) -> Callable:
     def run(questions: Iterable[Question], drop) -> Iterator[Question]:
         remaining = list(questions)
         traced: dict[str, Question] = {}
@@ -162,7 +164,7 @@ def _traces(config: PipelineConfig, work: WorkDir, progress: bool, log) -> Calla
             take = remaining if step.max_questions is None else remaining[: step.max_questions]
             missed: dict[str, Drop] = {}
             sink = _Sink(lambda d, missed=missed: missed.__setitem__(d.id, d))
-            for q in trace_questions(take, step.config, work.out_dir, drops=sink, progress=progress, log=log):
+            for q in trace_questions(take, step.config, work.out_dir, drops=sink, procs=procs, progress=progress, log=log):
                 traced[q.id] = q
             rest = [q for q in remaining if q.id not in traced]
             if last:
@@ -186,20 +188,22 @@ def _diversity(config: DiversityConfig, work: WorkDir) -> Callable:
     return run
 
 
-def stage_function(stage: str, config: PipelineConfig, work: WorkDir, progress: bool = True, log=None) -> Callable:
-    """``fn(questions, drop) -> kept questions`` for ``stage`` under ``config`` (what :meth:`WorkDir.run_stage` runs)."""
+def stage_function(stage: str, config: PipelineConfig, work: WorkDir, progress: bool = True, log=None,
+                   procs: Processes | None = None) -> Callable:
+    """``fn(questions, drop) -> kept questions`` for ``stage`` under ``config`` (what :meth:`WorkDir.run_stage` runs);
+    ``procs`` shares the traces' and difficulty's per-question work over processes."""
     log = log or (lambda msg: print(f"ttscale: {msg}", file=sys.stderr))
     if stage == "pool":
         return lambda questions, drop: iter_pool(config.pool, on_drop=drop)
     if stage == "decontaminate":
         return lambda questions, drop: decontaminate_and_dedup(questions, config.decontaminate, drop)
     if stage == "traces":
-        return _traces(config, work, progress, log)
+        return _traces(config, work, progress, log, procs)
     if stage == "quality":
         return lambda questions, drop: quality_filter(questions, config.quality, drop)
     if stage == "difficulty":
         return lambda questions, drop: difficulty_stage(questions, config.difficulty, work.out_dir, drops=_Sink(drop),
-                                                        progress=progress, log=log)
+                                                        procs=procs, progress=progress, log=log)
     if stage == "diversity":
         return _diversity(config.diversity, work)
     if stage == "select":
@@ -213,7 +217,8 @@ def check_before_work(config: PipelineConfig, stages: Iterable[str]) -> None:
         check_graders(config.difficulty.graders)
 
 
-def run_stage(stage: str, config: PipelineConfig, work: WorkDir, progress: bool = True, log=None) -> StageCounts | dict:
+def run_stage(stage: str, config: PipelineConfig, work: WorkDir, progress: bool = True, log=None,
+              procs: Processes | None = None) -> StageCounts | dict:
     """Run one stage on the previous stage's output in ``work`` (skipped, returning its recorded counts, when done
     with the same settings). Refuses a stage whose input stage has not run in ``work``."""
     log = log or (lambda msg: print(f"ttscale: {msg}", file=sys.stderr))
@@ -223,7 +228,7 @@ def run_stage(stage: str, config: PipelineConfig, work: WorkDir, progress: bool 
         return work.counts(stage)
     index = STAGES.index(stage)
     questions = iter(()) if index == 0 else work.questions(STAGES[index - 1])
-    counts = work.run_stage(stage, settings, stage_function(stage, config, work, progress, log), questions)
+    counts = work.run_stage(stage, settings, stage_function(stage, config, work, progress, log, procs), questions)
     reasons = ", ".join(f"{r} {n}" for r, n in sorted(counts.dropped.items(), key=lambda kv: -kv[1])) or "none"
     log(f"{stage}: {counts.inputs} in, {counts.kept} kept; dropped: {reasons} ({counts.wall_s:.1f} s)")
     return counts
@@ -246,11 +251,30 @@ def write_run_outputs(config: PipelineConfig, work: WorkDir) -> dict:
     return write_outputs(work.out_dir, selected, counts, drops, config.to_json(), seeds, candidates=candidates)
 
 
-def run_pipeline(config: PipelineConfig, out_dir: str, progress: bool = True, log=None) -> dict:
-    """Every stage in order over ``out_dir``, then the outputs; returns the report. Refuses what the stages refuse,
-    graders that cannot be found before any work."""
+def run_stages(config: PipelineConfig, work: WorkDir, stages: Iterable[str], procs: Processes | None = None,
+               progress: bool = True, log=None) -> None:
+    """Run ``stages`` in order in ``work``, over the processes of ``procs`` (``accelerate launch``, as eval runs):
+    rank 0 runs every stage and writes its files; the other ranks take their share of the per-question work of the
+    traces and difficulty stages (through the stage caches) and wait for rank 0 at each stage's start and end."""
+    procs = procs or Processes()
+    for stage in stages:
+        procs.wait()  # the previous stage's files are complete before anyone reads them
+        work.reload()
+        if procs.rank == 0:
+            run_stage(stage, config, work, progress, log, procs)
+        elif stage in SHARDED and not work.is_done(stage, config.settings(stage)):
+            previous = STAGES[STAGES.index(stage) - 1]
+            for _ in stage_function(stage, config, work, False, lambda msg: None, procs)(work.questions(previous), lambda d: None):
+                pass  # this rank's share lands in the stage cache; rank 0 writes the stage's files
+        procs.wait()
+
+
+def run_pipeline(config: PipelineConfig, out_dir: str, progress: bool = True, log=None,
+                 procs: Processes | None = None) -> dict | None:
+    """Every stage in order over ``out_dir``, then the outputs; returns the report (None on ranks other than 0).
+    Refuses what the stages refuse, graders that cannot be found before any work."""
     check_before_work(config, STAGES)
+    procs = procs or Processes()
     work = WorkDir(out_dir)
-    for stage in STAGES:
-        run_stage(stage, config, work, progress, log)
-    return write_run_outputs(config, work)
+    run_stages(config, work, STAGES, procs, progress, log)
+    return write_run_outputs(config, work) if procs.rank == 0 else None

@@ -87,6 +87,10 @@ class WorkDir:
             raise TTScaleError(f"{path} is not a curation manifest; delete it to start the run afresh")
         return manifest
 
+    def reload(self) -> None:
+        """Read the state file again (another process may have run a stage meanwhile)."""
+        self.manifest = self._read_manifest()
+
     def write_manifest(self, **fields) -> None:
         """Merge ``fields`` (config, versions, seeds, ...) into the manifest and write it atomically."""
         self.manifest.update(fields)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from curation.pipeline import PipelineConfig, check_before_work, pipeline_config, run_stage, write_run_outputs
+from benchmarks.eval.runner import processes
+from curation.pipeline import PipelineConfig, check_before_work, pipeline_config, run_stages, write_run_outputs
 from curation.schema import STAGES
 from curation.workdir import WorkDir
 from engine.cli.common import check_output_dir
@@ -36,16 +37,19 @@ def _config(args, opts: CurateOptions) -> PipelineConfig:
 
 def run(args) -> int:
     """``ttscale curate [STAGE]``: check the config, the run directory and the graders, then run every stage (or one)
-    and, once select is done, write the dataset, report and manifest. Refuses what the stages refuse."""
+    and, once select is done, write the dataset, report and manifest. Under ``accelerate launch`` the traces and
+    difficulty stages share their per-question work over the processes; rank 0 writes. Refuses what the stages refuse."""
     opts = CURATE.build(args)[CurateOptions]
     config = _config(args, opts)
     stages = (args.curate_stage,) if args.curate_stage else STAGES
     check_output_dir(opts.out, "--out")
     check_before_work(config, stages)
+    procs = processes()
+    if procs.note:
+        print(f"ttscale: {procs.note}", file=sys.stderr)
     work = WorkDir(opts.out)
-    for stage in stages:
-        run_stage(stage, config, work, progress=opts.progress)
-    if "select" in stages:
+    run_stages(config, work, stages, procs, progress=opts.progress and procs.rank == 0)
+    if "select" in stages and procs.rank == 0:
         report = write_run_outputs(config, work)
         for s in report["stages"]:
             reasons = ", ".join(f"{r} {n}" for r, n in s["reasons"].items()) or "-"

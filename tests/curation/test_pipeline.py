@@ -3,8 +3,12 @@ stage, the dataset loads with ``datasets`` in s1K's columns, a second run redoes
 
 import json
 import os
+import socket
+import subprocess
+import sys
 
 import pytest
+from conftest import REPO
 
 from curation.pipeline import pipeline_config
 from curation.schema import STAGES
@@ -132,3 +136,30 @@ def test_a_pool_is_required_and_source_flags_count(tmp_path, capsys):
     assert "the pool has no sources; give them as `pool: {sources: [...]}` in --config, or --source NAME" in capsys.readouterr().err
     assert main(["curate", "pool", "--out", str(out), "--source", "synthetic limit=5", "--no-progress"]) == 0
     assert "pool: 5 in, 5 kept" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_curate_the_same_dataset_as_one(tmp_path, tiny_model_dir):
+    """``accelerate launch`` with two CPU processes (gloo): the traces and difficulty work is shared, rank 0 writes,
+    and the dataset equals the one-process run's, row for row."""
+    config = _files(tmp_path, tiny_model_dir)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    args = ["-m", "engine.cli", "curate", "--config", str(config), "--no-progress"]
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    subprocess.run([sys.executable, *args, "--out", one], cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
+    proc = subprocess.run(launch + [*args, "--out", two], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "over 2 processes" in proc.stderr  # the stage caches saw both ranks
+    shards = [f for f in os.listdir(os.path.join(two, "cache")) if ".rank" in f]
+    assert not shards, shards  # rank 0 merged every rank's cache rows
+    import pyarrow.parquet as pq  # deferred: only this test reads the Parquet file
+
+    a, b = pq.read_table(os.path.join(one, "s1k.parquet")).to_pylist(), pq.read_table(os.path.join(two, "s1k.parquet")).to_pylist()
+    assert len(a) == 10 and a == b
