@@ -20,8 +20,10 @@ Jaccard similarity). Why 5 words and 0.9: s1 dedups exactly only, and a math que
 different problem. On 5-shingles one changed word alters 5 shingles, so a 40-word question with one word changed
 scores about 0.76 and stays; 0.9 catches copies that differ in spacing-free details (punctuation, a trailing
 "(Give your answer in simplest form.)", a reworded clause of a long question). Because a long question with one
-changed number can still pass 0.9, near duplicates must also write the same numbers in the same order
-(``near_same_numbers``, on by default). Candidates from the LSH are confirmed by their estimated similarity before
+changed number can still pass 0.9, near duplicates must also write the same numbers and quoted literals (``"b"``,
+``"rabbit"``) in the same order (``near_same_numbers``, on by default), and when both have reference answers, the same
+answer: a change at the very end of a short question alters a single shingle ("... the words "puzzle", "bubble",
+"lemon"?" against "... "rabbit"?" scores 0.85, estimated up to 0.91) yet asks another question. Candidates from the LSH are confirmed by their estimated similarity before
 anything is dropped; the LSH bands are chosen so that 99% of the pairs at the threshold become candidates
 (:func:`lsh_params`). Similarities are MinHash estimates: at 128 permutations their standard error is about 0.03
 near 0.9, so a pair a little above or below the threshold may go either way.
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field
 
 from benchmarks.data.datasets import NAMED, format_choices, load_dataset_rows
 from curation.schema import Drop, Question, normalise, question_id
+from engine.answers import canonicalize
 from engine.errors import ConfigError, TTScaleError
 from engine.jsonl import iter_jsonl
 
@@ -44,7 +47,8 @@ STAGE_DECONTAM = "decontam"
 STAGE_DEDUP = "dedup"
 DEFAULT_EVAL_SETS = ("math500", "aime24", "aime25", "gpqa-diamond")  # s1: MATH500, GPQA Diamond, AIME (REFERENCE §1)
 EVAL_TEXT_FIELDS = ("problem", "question")  # a local eval file's question field when none is named
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+# What makes two similar texts different problems: their numbers and quoted literals, in order.
+_LITERAL = re.compile(r"\d+(?:\.\d+)?|\"[^\"\n]{1,40}\"|'[^'\n]{1,40}'|“[^”\n]{1,40}”")
 LSH_RECALL = 0.99  # chance that a pair exactly at the threshold is looked at
 
 
@@ -62,7 +66,8 @@ class DecontamConfig:
     shingle: int = field(default=5, metadata={"help": "words per shingle of the near-duplicate similarity"})
     num_perm: int = field(default=128, metadata={"help": "MinHash permutations (more: finer similarity, 4 bytes per question each)"})
     near_same_numbers: bool = field(default=True, metadata={
-        "help": "near duplicates must also write the same numbers in the same order (a changed number is another problem)",
+        "help": "near duplicates must also write the same numbers and quoted literals in the same order, and have the same "
+                "reference answer when both have one (a changed number is another problem)",
         "negate": True})
 
     def __post_init__(self):
@@ -239,7 +244,8 @@ class NearDuplicates:
         self._template = MinHash(num_perm=num_perm, hashfunc=_crc32)  # its permutations are shared by every sketch
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, params=lsh_params(threshold, num_perm))
         self.digests: dict[str, object] = {}  # kept id -> hash values (num_perm,) uint32
-        self.numbers: dict[str, int] = {}  # kept id -> hash of its numbers in order
+        self.numbers: dict[str, int] = {}  # kept id -> hash of its numbers and quoted literals in order
+        self.answers: dict[str, str] = {}  # kept id -> its canonical reference answer (kept only when it has one)
 
     def sketch(self, text: str):
         """The MinHash of the text's shingles (permutations shared, so sketches compare)."""
@@ -251,10 +257,11 @@ class NearDuplicates:
     def check(self, q: Question) -> tuple[str, float] | None:
         """The kept near duplicate of ``q`` and its estimated Jaccard similarity, or None (then ``q`` is indexed)."""
         m = self.sketch(q.question)
-        numbers = hash(tuple(_NUMBER.findall(q.question)))
+        numbers = hash(tuple(_LITERAL.findall(q.question)))
+        answer = canonicalize(q.answer) if q.answer else ""
         best: tuple[str, float] | None = None
         for key in self.lsh.query(m):
-            if self.same_numbers and self.numbers[key] != numbers:
+            if self.same_numbers and (self.numbers[key] != numbers or (answer and self.answers.get(key, answer) != answer)):
                 continue
             sim = float((self.digests[key] == m.hashvalues).mean())
             if sim >= self.threshold and (best is None or sim > best[1] or (sim == best[1] and key < best[0])):
@@ -263,6 +270,8 @@ class NearDuplicates:
             self.lsh.insert(q.id, m, check_duplication=False)
             self.digests[q.id] = m.hashvalues
             self.numbers[q.id] = numbers
+            if answer:
+                self.answers[q.id] = answer
         return best
 
 

@@ -24,6 +24,8 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
+from tqdm.auto import tqdm
+
 from benchmarks.eval.runner import Processes
 from curation.cache import StageCache
 from curation.decontam import DecontamConfig, decontaminate_and_dedup
@@ -228,6 +230,9 @@ def run_stage(stage: str, config: PipelineConfig, work: WorkDir, progress: bool 
         return work.counts(stage)
     index = STAGES.index(stage)
     questions = iter(()) if index == 0 else work.questions(STAGES[index - 1])
+    if progress and index > 0 and stage not in SHARDED:  # traces and difficulty show their own bars (per question generated)
+        total = (work.counts(STAGES[index - 1]) or {}).get("kept")
+        questions = tqdm(questions, total=total, desc=stage, unit="q", dynamic_ncols=True, leave=False)
     counts = work.run_stage(stage, settings, stage_function(stage, config, work, progress, log, procs), questions)
     reasons = ", ".join(f"{r} {n}" for r, n in sorted(counts.dropped.items(), key=lambda kv: -kv[1])) or "none"
     log(f"{stage}: {counts.inputs} in, {counts.kept} kept; dropped: {reasons} ({counts.wall_s:.1f} s)")

@@ -181,3 +181,18 @@ def test_config_refusals_name_the_field(kwargs, field):
     with pytest.raises(ConfigError) as err:
         DecontamConfig(**kwargs)
     assert err.value.field == field
+
+
+def test_similar_questions_with_other_literals_or_answers_are_not_near_duplicates():
+    """A short templated question whose last quoted word changed alters one shingle only (its estimated similarity can
+    pass 0.9) but asks another question: different quoted literals, or different reference answers, keep both."""
+    base = 'How many times does the letter "b" appear in total in the words "puzzle", "bubble", "{}"?'
+    long = ("A teacher writes the first ten odd positive integers on the board, one after another in a single row, and "
+            "asks the class to add all of them together carefully before the bell rings at the end of the long "
+            "afternoon lesson, so what total should the students write down on their small paper slips{}")
+    pool = [Question(base.format("lemon"), answer="3"), Question(base.format("rabbit"), answer="5"),
+            Question(long.format("."), answer="100"), Question(long.format("!"), answer="100"),
+            Question(long.format("?"), answer="99")]
+    kept, drops = _run(deduplicate, pool, DecontamConfig())
+    assert [q.answer for q in kept] == ["3", "5", "100", "99"]
+    assert [d.reason for d in drops] == ["near_duplicate"]  # only the copy with the same text modulo punctuation and answer
