@@ -7,7 +7,8 @@ s1's own script no longer runs on current TRL: its completion-only collator is g
 silently ignored, so a naive port truncates at TRL's default ``max_length`` of 1024. Here the data are tokenised by
 :mod:`train.data` (assistant-only labels, long examples refused unless ``truncate``) and ``SFTConfig`` gets an
 explicit ``max_length``, ``packing=False``, s1's schedule and optimiser settings and ``report_to="none"``. Every
-logged step (loss, learning rate) is appended to ``OUTPUT/train_log.jsonl``.
+logged step is appended to ``OUTPUT/train_log.jsonl``: ``step``, ``epoch``, ``loss``, ``grad_norm`` and
+``learning_rate``, the rate that optimizer step used (step 1 of a warm-up logs 0).
 """
 
 from __future__ import annotations
@@ -58,14 +59,14 @@ def sft_config(options: SFTOptions, cuda: bool, processes: int = 1):
         per_device_train_batch_size=options.batch_size,
         gradient_accumulation_steps=options.accumulation(processes),
         lr_scheduler_type="cosine",
-        warmup_ratio=options.warmup_ratio,
+        warmup_steps=float(options.warmup_ratio),  # transformers 5: a value below 1 is a fraction of the steps
         adam_beta1=options.adam_beta1,
         adam_beta2=options.adam_beta2,
         weight_decay=options.weight_decay,
         optim="adamw_torch",
         bf16=bf16,
         fp16=False,
-        gradient_checkpointing=options.gradient_checkpointing,
+        activation_checkpointing=options.gradient_checkpointing,  # transformers 5 name of gradient checkpointing
         logging_steps=1,
         logging_first_step=True,
         save_strategy="steps" if options.save_steps else "no",
@@ -104,8 +105,8 @@ def train_sft(options: SFTOptions, progress: bool = True, resume: str | bool | N
     output directory that already holds a training log unless resuming.
     """
     import torch  # deferred: keeps `import train.sft` cheap for the CLI's --help
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTTrainer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback  # deferred: as torch
+    from trl import SFTTrainer  # deferred: as torch
 
     if options.lora:
         raise TTScaleError("--lora is not supported yet; train the full model (drop --lora)")
@@ -128,6 +129,8 @@ def train_sft(options: SFTOptions, progress: bool = True, resume: str | bool | N
     os.makedirs(options.output_dir, exist_ok=True)
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=[_log_callback(log_path)])
+    if not progress:
+        trainer.remove_callback(PrinterCallback)  # without progress bars the Trainer would print every log dict
     result = trainer.train(resume_from_checkpoint=resume or None)
     trainer.save_model(options.output_dir)
     if trainer.is_world_process_zero():
