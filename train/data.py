@@ -66,12 +66,19 @@ def _columns(names, mapping: dict[str, str] | None, where: str) -> tuple[str, st
                        f"it has {', '.join(sorted(names))}); pass --fields")
 
 
+def _first(value):
+    """s1K's ``thinking_trajectories`` is a list of strings with one trace per question: its first item."""
+    if isinstance(value, (list, tuple)):
+        return value[0] if value else None
+    return value
+
+
 def _records(rows, names, mapping, where) -> list[dict]:
     q, t, a = _columns(names, mapping, where)
     out = []
     for i, row in enumerate(rows):
-        question, thinking = row.get(q), row.get(t)
-        answer = row.get(a) if a else ""
+        question, thinking = row.get(q), _first(row.get(t))
+        answer = _first(row.get(a)) if a else ""
         if not isinstance(question, str) or not question.strip() or not isinstance(thinking, str) or not thinking.strip():
             raise TTScaleError(f"{where} row {i} has an empty {q!r} or {t!r}; remove the row or fix the data")
         out.append({"question": question, "thinking": thinking, "answer": answer if isinstance(answer, str) else ""})
@@ -84,7 +91,8 @@ def load_records(source: str, fields: str | None = None, split: str = "train") -
     """Records ``{"question", "thinking", "answer"}`` from a curation output directory, a ``.jsonl`` file or a hub id.
 
     A directory is a curation output (``OUT`` holding ``dataset/``) or a ``datasets.save_to_disk`` directory itself;
-    a hub id is loaded with ``datasets.load_dataset`` (``split``). Columns are detected (s1K, s1K-1.1, LIMO, or
+    a hub id is loaded with ``datasets.load_dataset`` (``split``). A list value (s1K's ``thinking_trajectories``)
+    gives its first item. Columns are detected (s1K, s1K-1.1, LIMO, or
     question/thinking/answer) unless ``fields`` maps them. Refuses a missing path, unreadable JSONL lines, unknown
     columns, empty questions or thinking, and an empty source.
     """

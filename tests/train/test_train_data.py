@@ -4,11 +4,13 @@ import json
 
 import pytest
 
+from curation.output import write_dataset
 from engine.errors import TTScaleError
 from engine.formats import get_format
 from train.data import IGNORE, assistant_text, build_dataset, check_lengths, load_records, to_messages, tokenize_example
 
-S1K_ROW = {"question": "What is 2+3?", "thinking_trajectories": "2 plus 3 is 5.", "attempt": "5", "solution": "5"}
+S1K_ROW = {"solution": "5", "question": "What is 2+3?", "cot_type": "math", "source_type": "test", "metadata": "{}",
+           "cot": None, "thinking_trajectories": ["2 plus 3 is 5."], "attempt": "5"}
 
 
 def test_s1_format_is_s1s_example_text():
@@ -20,9 +22,7 @@ def test_s1_format_is_s1s_example_text():
 
 
 def test_sources_curation_output_saved_dataset_and_jsonl(tmp_path):
-    import datasets
-
-    datasets.Dataset.from_list([S1K_ROW]).save_to_disk(str(tmp_path / "out" / "dataset"))
+    write_dataset(str(tmp_path / "out"), [S1K_ROW])  # what `ttscale curate` writes: OUT/dataset and OUT/s1k.parquet
     want = [{"question": "What is 2+3?", "thinking": "2 plus 3 is 5.", "answer": "5"}]
     assert load_records(str(tmp_path / "out")) == want
     assert load_records(str(tmp_path / "out" / "dataset")) == want
@@ -107,3 +107,18 @@ def test_long_examples_are_refused_or_cut_and_counted(tokenizer):
     with pytest.raises(TTScaleError, match="prompt alone fills"):
         build_dataset(records, tokenizer, get_format("s1"), max_length=10, truncate=True)
     assert check_lengths([3, 4], 4, False) == {"examples": 2, "too_long": 0, "longest": 4, "truncated": 0}
+
+
+def test_a_hub_id_goes_to_load_dataset_with_its_split(monkeypatch):
+    import datasets
+
+    calls = []
+    row = {"question": "Q", "deepseek_thinking_trajectory": "T", "deepseek_attempt": "A", "gemini_thinking_trajectory": "G"}
+
+    def fake(name, split):
+        calls.append((name, split))
+        return datasets.Dataset.from_list([row])
+
+    monkeypatch.setattr(datasets, "load_dataset", fake)
+    assert load_records("simplescaling/s1K-1.1", split="train") == [{"question": "Q", "thinking": "T", "answer": "A"}]
+    assert calls == [("simplescaling/s1K-1.1", "train")]

@@ -14,7 +14,7 @@ from engine.logits.budget_state import BudgetConfig
 from engine.model_config import ModelConfig
 from train.config import SFTOptions
 from train.data import build_dataset
-from train.sft import LOG_NAME, sft_config, train_sft
+from train.sft import LOG_NAME, model_source, sft_config, train_sft
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +95,7 @@ def test_the_first_logged_loss_is_the_assistant_only_loss(chat_model_dir, tmp_pa
         masked = model(input_ids=ids, labels=labels).loss.item()
         whole = model(input_ids=ids, labels=ids).loss.item()
     assert logged == pytest.approx(masked, rel=1e-3) and abs(masked - whole) > 1e-2
+
+
+def test_model_source_converts_an_embedded_model_once(smol_dir, chat_model_dir):
+    assert model_source("smollm2-135m") == smol_dir and model_source(chat_model_dir) == chat_model_dir
