@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from engine.errors import TTScaleError
 from engine.formats import get_format
@@ -121,9 +122,9 @@ def train_sft(options: SFTOptions, progress: bool = True, resume: str | bool | N
     records = load_records(options.data, options.fields, options.split)
     dataset, lengths = build_dataset(records, tokenizer, get_format(options.format), options.max_length,
                                      options.truncate, options.answer_prefix)
-    if lengths["truncated"] and progress:
+    if lengths["truncated"]:  # said even without progress: cut examples change what is learned (REFERENCE §1)
         print(f"truncated {lengths['truncated']} of {lengths['examples']} examples to {options.max_length} tokens "
-              f"(the longest had {lengths['longest']})")
+              f"(the longest had {lengths['longest']})", file=sys.stderr)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)  # fp32 master weights; bf16 autocast on GPU
     config.disable_tqdm = not progress
     os.makedirs(options.output_dir, exist_ok=True)
