@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.9.0",     # scaling-curve figures
     "pyyaml>=6.0.1",         # --config FILE.yaml (transformers needs it too)
     "datasketch>=2.0,<3",    # curation: MinHash LSH near-dedup (tested with 2.0.0)
+    "trl>=1.16,<2",          # train: SFTTrainer (tested with 1.16.0)
 ]
 
 setup(
