@@ -48,7 +48,9 @@ class SFTOptions:
     adam_beta2: float = field(default=0.95, metadata=_help("AdamW beta2 (s1: 0.95)"))
     weight_decay: float = field(default=1e-4, metadata=_help("AdamW weight decay (s1: 1e-4)"))
     dtype: str = field(default="auto", metadata=_help("auto (bf16 on GPU, fp32 on CPU), bfloat16 or float32", choices=["auto", "bfloat16", "float32"]))
-    gradient_checkpointing: bool = field(default=True, metadata=_help("recompute activations in the backward pass to save memory (s1: on)"))
+    gradient_checkpointing: bool = field(default=True, metadata=_help(
+        "keep every activation instead of recomputing them in the backward pass (faster, more memory; s1: recompute)",
+        flag="--no-gradient-checkpointing", negate=True))
     max_length: int = field(default=S1_MAX_LENGTH, metadata=_help(f"longest tokenised example (s1: {S1_MAX_LENGTH}); longer ones are refused unless --truncate"))
     truncate: bool = field(default=False, metadata=_help("cut examples longer than --max-length instead of refusing them (s1 found truncation at 4096 cost 20 points on AIME24)"))
     seed: int = field(default=42, metadata=_help("seed of the data order and any initialisation"))

@@ -25,6 +25,7 @@ from engine.logits.sampling import SamplingConfig
 from engine.model_config import ModelConfig
 from engine.search.config import SearchConfig
 from engine.search.prm_protocols import PROTOCOLS
+from train.config import SFTOptions
 
 # ─── generate ──────────────────────────────────────────────────────────────────────────────────────────────────
 
@@ -227,5 +228,21 @@ def add_curate(sub) -> None:
         sp.set_defaults(func="engine.cli.curate:run")
 
 
+# ─── train ─────────────────────────────────────────────────────────────────────────────────────────────────────
+
+TRAIN_SFT = CommandConfig(SFTOptions, titles={SFTOptions: "supervised fine-tuning (s1's defaults)"})
+
+
+def add_train(sub) -> None:
+    """Register ``train`` (and ``train sft``) on the ``ttscale`` subcommands."""
+    t = sub.add_parser("train", help="fine-tune a model: s1-style SFT on TRL")
+    tsub = t.add_subparsers(dest="train_command", metavar="ACTION", required=True)
+    sp = tsub.add_parser("sft", help="supervised fine-tuning with a loss on the assistant turn only (TRL's SFTTrainer)",
+                         description="Fine-tune on reasoning traces in the thinking format inference uses, with s1's "
+                                     "hyper-parameters as defaults; long examples are refused unless --truncate.")
+    TRAIN_SFT.add_to(sp)
+    sp.set_defaults(func="engine.cli.train:run_sft")
+
+
 # The commands, in the order ``ttscale --help`` lists them.
-COMMANDS = (add_generate, add_search, add_eval, add_trace, add_curate, add_bench)
+COMMANDS = (add_generate, add_search, add_eval, add_trace, add_curate, add_train, add_bench)

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from engine.cli.main import main
 from engine.engine import ThinkingEngine
 from engine.errors import TTScaleError
 from engine.formats import get_format
@@ -99,3 +100,21 @@ def test_the_first_logged_loss_is_the_assistant_only_loss(chat_model_dir, tmp_pa
 
 def test_model_source_converts_an_embedded_model_once(smol_dir, chat_model_dir):
     assert model_source("smollm2-135m") == smol_dir and model_source(chat_model_dir) == chat_model_dir
+
+
+def test_the_cli_trains_and_says_where_the_model_is(chat_model_dir, data_file, tmp_path, capsys, one_thread):
+    """``ttscale train sft`` end to end: flags from SFTOptions, the model saved where it says, the log written; a bad
+    output location or missing data is one sentence before anything loads."""
+    out = str(tmp_path / "sft")
+    argv = ["train", "sft", "--model", chat_model_dir, "--data", str(data_file), "--output-dir", out, "--max-length", "128",
+            "--global-batch", "2", "--epochs", "1", "--no-gradient-checkpointing"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"model in {out} (ttscale generate --model {out})" in err
+    assert os.path.exists(os.path.join(out, "model.safetensors")) and os.path.exists(os.path.join(out, "train_log.jsonl"))
+    assert main(argv) == 2  # the same output directory again: refused, the first run's model is kept
+    assert "already holds train_log.jsonl" in capsys.readouterr().err
+    assert main(["train", "sft", "--model", chat_model_dir, "--data", "./nope.jsonl", "--output-dir", str(tmp_path / "x")]) == 2
+    assert "--data ./nope.jsonl: no such file or directory" in capsys.readouterr().err
+    assert main(["train", "sft", "--model", chat_model_dir, "--data", str(data_file), "--output-dir", str(tmp_path / "a" / "b")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,34 @@
+"""``ttscale train sft``: s1-style supervised fine-tuning on TRL (``train/sft.py``) from the command line.
+
+    ttscale train sft --model smollm2-135m --data runs/curate-demo --output-dir runs/sft --max-length 4096
+
+Flags are the fields of :class:`train.config.SFTOptions` (s1's hyper-parameters as defaults); ``--config FILE.yaml``
+takes any of them. The output directory is checked before anything loads.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from engine.cli.common import check_output_dir
+from engine.cli.flags import TRAIN_SFT
+from engine.errors import TTScaleError
+from train.config import SFTOptions
+from train.sft import LOG_NAME, train_sft
+
+
+def run_sft(args) -> int:
+    """``ttscale train sft``: check the flags, the data path (when it is local) and the output directory, then train
+    and say where the model and its log are. Refuses an output directory that already holds a training log."""
+    opts = TRAIN_SFT.build(args)[SFTOptions]
+    check_output_dir(opts.output_dir, "--output-dir")
+    if os.path.exists(os.path.join(opts.output_dir, LOG_NAME)):
+        raise TTScaleError(f"--output-dir {opts.output_dir} already holds {LOG_NAME} from another run; choose a new directory")
+    local = opts.data.startswith((".", "/", "~")) or opts.data.endswith(".jsonl")  # else maybe a hub id (owner/name)
+    if local and not os.path.exists(os.path.expanduser(opts.data)):
+        raise TTScaleError(f"--data {opts.data}: no such file or directory; give a curation output directory, a .jsonl file or a hub id")
+    result = train_sft(opts, progress=True)
+    print(f"ttscale: trained {result['steps']} steps on {result['examples']} examples (final loss {result['train_loss']:.4f}); "
+          f"model in {result['output_dir']} (ttscale generate --model {result['output_dir']}), log {result['log']}", file=sys.stderr)
+    return 0
