@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny random model for exact token checks, the real embedded model for end-to-end checks."""
 
 import os
+import socket
+import sys
 
 import pytest
 import torch
@@ -95,3 +97,12 @@ def run_cli(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def launch_two() -> list[str]:
+    """The ``accelerate launch`` prefix of two CPU processes (torchrun under --multi_gpu, gloo) on a free loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port)]

@@ -15,16 +15,15 @@ from engine.cli.common import check_output_dir
 from engine.cli.flags import TRAIN_SFT
 from engine.errors import TTScaleError
 from train.config import SFTOptions
-from train.sft import LOG_NAME, train_sft
+from train.sft import train_sft
 
 
 def run_sft(args) -> int:
     """``ttscale train sft``: check the flags, the data path (when it is local) and the output directory, then train
-    and say where the model and its log are. Refuses an output directory that already holds a training log."""
+    and say where the model and its log are. Refuses what :func:`train.sft.train_sft` refuses (an output directory that
+    already holds a training log, checked before any model loads)."""
     opts = TRAIN_SFT.build(args)[SFTOptions]
     check_output_dir(opts.output_dir, "--output-dir")
-    if os.path.exists(os.path.join(opts.output_dir, LOG_NAME)):
-        raise TTScaleError(f"--output-dir {opts.output_dir} already holds {LOG_NAME} from another run; choose a new directory")
     local = opts.data.startswith((".", "/", "~")) or opts.data.endswith(".jsonl")  # else maybe a hub id (owner/name)
     if local and not os.path.exists(os.path.expanduser(opts.data)):
         raise TTScaleError(f"--data {opts.data}: no such file or directory; give a curation output directory, a .jsonl file or a hub id")

@@ -3,12 +3,11 @@ stage, the dataset loads with ``datasets`` in s1K's columns, a second run redoes
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, launch_two
 
 from curation.pipeline import pipeline_config
 from curation.schema import STAGES
@@ -138,12 +137,6 @@ def test_a_pool_is_required_and_source_flags_count(tmp_path, capsys):
     assert "pool: 5 in, 5 kept" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_curate_the_same_dataset_as_one(tmp_path, tiny_model_dir):
     """``accelerate launch`` with two CPU processes (gloo): the traces and difficulty work is shared, rank 0 writes,
     and the dataset equals the one-process run's, row for row."""
@@ -152,9 +145,7 @@ def test_two_processes_curate_the_same_dataset_as_one(tmp_path, tiny_model_dir):
     args = ["-m", "engine.cli", "curate", "--config", str(config), "--no-progress"]
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     subprocess.run([sys.executable, *args, "--out", one], cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
-    proc = subprocess.run(launch + [*args, "--out", two], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(launch_two() + [*args, "--out", two], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "over 2 processes" in proc.stderr  # the stage caches saw both ranks
     shards = [f for f in os.listdir(os.path.join(two, "cache")) if ".rank" in f]

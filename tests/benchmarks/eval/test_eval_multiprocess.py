@@ -8,13 +8,12 @@ The policy is a tiny random Llama saved to a directory, so ``--model DIR`` loads
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import REPO
+from conftest import REPO, launch_two
 
 ARGS = ["--dataset", "synthetic", "--limit", "5", "--method", "budget", "majority", "--budgets", "4", "8", "--n", "1", "2",
         "--max-answer-tokens", "4", "--max-steps", "2", "--max-step-tokens", "4", "--batch-size", "2", "--search-batch", "2",
@@ -24,12 +23,6 @@ ARGS = ["--dataset", "synthetic", "--limit", "5", "--method", "budget", "majorit
 @pytest.fixture(scope="module")
 def tiny_dir(tiny_model_dir):
     return tiny_model_dir
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(cmd, timeout=300):
@@ -50,12 +43,6 @@ def one(tiny_dir, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("one") / "run")
     run([sys.executable, "-m", "engine.cli", "eval", *ARGS, "--model", tiny_dir, "--out", out])
     return out
-
-
-def launch_two():
-    """``accelerate launch`` of two CPU processes (torchrun under --multi_gpu, gloo) on a free port."""
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]
 
 
 def test_two_processes_write_the_same_rows_as_one(tmp_path, tiny_dir, one):
