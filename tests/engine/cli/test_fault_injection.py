@@ -30,6 +30,20 @@ pytestmark = [
 
 ROUNDS = int(os.environ.get("TTSCALE_FAULT_ROUNDS", "1"))
 SIGNALS = {"SIGKILL": getattr(signal, "SIGKILL", None), "SIGINT": signal.SIGINT}
+
+
+def _sigint_default():
+    """In the child before exec: SIGINT back to its default. A suite started as a background job of a shell inherits
+    SIGINT ignored, and an ignored signal stays ignored across exec, so Ctrl-C would never reach the command."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture(autouse=True)
+def _ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt in this process too, however the suite was started (see ``_sigint_default``)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 CASES = [(name, r) for r in range(ROUNDS) for name in SIGNALS]
 TIMEOUT = 120  # seconds any one wait may take before the test gives up (and kills): it can never hang
 
@@ -56,7 +70,7 @@ class Killed:
 
     def __init__(self, argv):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "0"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "engine.cli", *argv], cwd=REPO, env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "engine.cli", *argv], cwd=REPO, env=env, preexec_fn=_sigint_default,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines: queue.Queue = queue.Queue()
         self.out: list[bytes] = []
