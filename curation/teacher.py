@@ -4,7 +4,8 @@ planted slips that the trace itself catches and fixes after "Wait".
     teacher_trace('What is (3 + 1) * 3?', slip_rate=0.5, seed=0)
     -> thinking  "Let me work it out step by step, left to right.\\n\\n3 + 1 = 4.\\n\\n4 * 3 = 13. Wait, 4 * 3 = 12, not 13.
                   \\n\\nSo the answer is 12."
-       attempt   "3 + 1 = 4, then 4 * 3 = 12.\\n\\nAnswer: 12"           (style "boxed": "... is $\\boxed{12}$.")
+       attempt   "3 + 1 = 4, then 4 * 3 = 12.\\n\\nAnswer: 12"           (style "boxed": "... is $\\boxed{12}$.";
+                                                                       style "bare": "12")
        answer    "12", slips [{"step": 1, "wrong": "13", "right": "12"}]
 
 Why: budget forcing appends "Wait" and relies on the model then re-checking its work (REFERENCE §1). A model fine-tuned
@@ -29,7 +30,7 @@ from benchmarks.data.synthetic import solution_steps
 from engine.answers import extract_answer
 from engine.errors import TTScaleError
 
-STYLES = ("answer", "boxed")
+STYLES = ("answer", "boxed", "bare")
 WAIT = "Wait"
 _OP = re.compile(r"^(\d+) ([+\-*]) (\d+) = (\d+)$")
 _WORD = re.compile(r'^"([a-z]+)" has (\d+)\.$')
@@ -75,7 +76,8 @@ def teacher_trace(question: str, *, slip_rate: float = 0.0, seed: int = 0, sampl
     """One exact trace of a synthetic question: ``{"thinking", "attempt", "answer", "slips"}`` (slips as dicts).
 
     ``thinking`` is paragraphs separated by blank lines, one claim each (the opening line aside); ``attempt`` restates
-    the chain and ends in s1K's style, ``Answer: N`` (``style="answer"``) or ``$\\boxed{N}$`` (``"boxed"``); ``answer``
+    the chain and ends in s1K's style, ``Answer: N`` (``style="answer"``) or ``$\\boxed{N}$`` (``"boxed"``), or is the
+    bare answer ``N`` (``"bare"``: nothing is computed after thinking, so a thinking budget bounds all the work); ``answer``
     is what :func:`engine.answers.extract_answer` reads from the attempt, always the gold answer. Refuses a question
     the synthetic tasks did not generate, a ``slip_rate`` outside [0, 1] and an unknown style.
     """
@@ -133,6 +135,7 @@ def teacher_trace(question: str, *, slip_rate: float = 0.0, seed: int = 0, sampl
                else "Let me work it out step by step, left to right.")
     thinking = "\n\n".join([opening, *paragraphs, f"So the answer is {gold}."])
     restated = ", then ".join(chain) + "."
-    attempt = f"{restated}\n\nAnswer: {gold}" if style == "answer" else f"{restated}\n\nThe answer is $\\boxed{{{gold}}}$."
+    attempt = {"answer": f"{restated}\n\nAnswer: {gold}", "boxed": f"{restated}\n\nThe answer is $\\boxed{{{gold}}}$.",
+               "bare": gold}[style]
     return {"thinking": thinking, "attempt": attempt, "answer": extract_answer(attempt),
             "slips": [s.to_json() for s in slips]}

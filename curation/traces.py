@@ -86,7 +86,7 @@ class TraceConfig:
     attempt_column: str = field(default="attempt", metadata=_help("column: the metadata field holding the attempt (the answer text)"))
     source_model: str = field(default="unknown", metadata=_help("column: who wrote the imported traces (a label, e.g. gemini-2.0-flash-thinking)"))
     slip_rate: float = field(default=0.0, metadata=_help("teacher: probability that a step states a wrong value first, then 'Wait' and the fix"))
-    answer_style: str = field(default="answer", metadata=_help("teacher: the attempt ends in 'Answer: X' (answer) or '\\boxed{X}' (boxed)"))
+    answer_style: str = field(default="answer", metadata=_help("teacher: the attempt restates the chain and ends in 'Answer: X' (answer) or '\\boxed{X}' (boxed), or is X alone (bare)"))
     count_tokenizer: str | None = field(default=None, metadata=_help(
         "column/teacher: model whose tokenizer counts thinking tokens (default: count words)"))
 

@@ -18,11 +18,12 @@ def test_final_answer_is_gold_and_every_slip_is_fixed(name):
     planted = 0
     for problem in load_synthetic(name, limit=15, seed=3):
         for seed in range(8):
-            for rate, style in ((0.0, "answer"), (0.4, "boxed"), (1.0, "answer")):
+            for rate, style in ((0.0, "answer"), (0.4, "boxed"), (1.0, "answer"), (0.4, "bare")):
                 t = teacher_trace(problem.question, slip_rate=rate, seed=seed, style=style)
                 assert t["answer"] == problem.answer == extract_answer(t["attempt"])
                 assert t["thinking"].endswith(f"So the answer is {problem.answer}.")
                 assert (r"\boxed{" in t["attempt"]) == (style == "boxed")
+                assert (t["attempt"] == problem.answer) == (style == "bare")  # bare: nothing computed after thinking
                 paragraphs = t["thinking"].split("\n\n")[1:-1]
                 if rate == 1.0:
                     assert len(t["slips"]) == len(paragraphs)  # every checkable step slipped
