@@ -26,6 +26,7 @@ from engine.model_config import ModelConfig
 from engine.search.config import SearchConfig
 from engine.search.prm_protocols import PROTOCOLS
 from train.config import SFTOptions
+from train.recipe_config import RECIPES, S1MiniOptions
 
 # ─── generate ──────────────────────────────────────────────────────────────────────────────────────────────────
 
@@ -244,5 +245,24 @@ def add_train(sub) -> None:
     sp.set_defaults(func="engine.cli.train:run_sft")
 
 
+# ─── recipe ────────────────────────────────────────────────────────────────────────────────────────────────────
+
+RECIPE_S1_MINI = CommandConfig(S1MiniOptions, titles={S1MiniOptions: "s1-mini (curate, SFT, evaluate base and SFT)"})
+
+
+def add_recipe(sub) -> None:
+    """Register ``recipe`` (and ``recipe s1-mini``) on the ``ttscale`` subcommands."""
+    r = sub.add_parser("recipe", help="a whole recipe in one command: " + ", ".join(RECIPES))
+    rsub = r.add_subparsers(dest="recipe_command", metavar="RECIPE", required=True)
+    sp = rsub.add_parser("s1-mini", help="s1 in miniature on a CPU: curate synthetic traces, SFT, budget-forced eval of base and SFT",
+                         description="Curate synthetic arithmetic questions with step-by-step teacher traces (slips fixed "
+                                     "after 'Wait'), fine-tune the model on them, then evaluate the base and the fine-tuned "
+                                     "model with budget forcing over thinking budgets and num_ignore on held-out problems; "
+                                     "writes s1's Control / Scaling / Performance, a figure and a table into --out. "
+                                     "A killed run started again resumes.")
+    RECIPE_S1_MINI.add_to(sp)
+    sp.set_defaults(func="engine.cli.recipe:run_s1_mini_command")
+
+
 # The commands, in the order ``ttscale --help`` lists them.
-COMMANDS = (add_generate, add_search, add_eval, add_trace, add_curate, add_train, add_bench)
+COMMANDS = (add_generate, add_search, add_eval, add_trace, add_curate, add_train, add_recipe, add_bench)

@@ -6,6 +6,7 @@ import os
 import shutil
 
 import pytest
+from conftest import run_cli
 
 from engine.errors import ConfigError, TTScaleError
 from train.recipe import check_run_dir, paths, run_s1_mini, summarise_model
@@ -86,3 +87,14 @@ def test_bad_options_are_refused_naming_the_field(change, name):
 def test_summaries_need_a_budget_sweep():
     with pytest.raises(TTScaleError, match="no budget-sweep rows"):
         summarise_model({"settings": []})
+
+
+def test_the_cli_refuses_in_one_sentence_before_anything_loads(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "recipe", "s1-mini")
+    assert code == 2 and err.strip() == "ttscale: error: --out is missing; give the run directory"
+    (tmp_path / "mine.txt").write_text("x")
+    code, _, err = run_cli(capsys, "recipe", "s1-mini", "--out", str(tmp_path))
+    assert code == 2 and "is a non-empty directory that is not an s1-mini run" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(capsys, "recipe", "s1-mini", "--out", str(tmp_path / "new"), "--train-task", "synthetic:count:2")
+    assert code == 2 and "--train-task 'synthetic:count:2' is not a synthetic arithmetic task" in err
+    assert not (tmp_path / "new").exists()
