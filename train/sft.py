@@ -187,8 +187,10 @@ def check_output(options: SFTOptions, processes: int, resume: str | bool = False
         raise ConfigError(f"`{name}` is {getattr(options, name)!r} but the run in {out} was started with "
                           f"{recorded.get(name)!r}; resume with the run's value or choose a new `output_dir`")
     if recorded_processes != processes:
-        raise TTScaleError(f"the run in {out} was trained on {recorded_processes} processes, this one has {processes}; "
-                           f"the data order depends on it, so resume it with {recorded_processes} processes")
+        def count(n):
+            return f"{n} process" + ("es" if n != 1 else "")
+        raise TTScaleError(f"the run in {out} was trained on {count(recorded_processes)}, this one on {processes}; "
+                           f"the data order depends on it, so resume it on {count(recorded_processes)}")
     return checkpoint
 
 
