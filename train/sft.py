@@ -24,9 +24,12 @@ Resuming (``resume``): the run continues from the last *complete* checkpoint (th
 ``trainer_state.json`` reads back), with the Trainer skipping the batches already consumed in that epoch, so the
 data order is the uninterrupted run's. Before any model loads it is refused when OUTPUT holds no complete
 checkpoint, no ``train_options.json``, or one whose training options (every field but :data:`train.config.RUN_ONLY`)
-or process count differ from this run's. Then checkpoints past N (a save cut short by the kill) are deleted and log
-rows past step N dropped, so the log never holds a step twice. Without ``resume`` an OUTPUT that holds a training
-log or a checkpoint is refused.
+or process count differ from this run's. Then checkpoints past N (a save cut short by the kill; resuming from an
+earlier checkpoint given by path, the later ones too) are deleted and log rows past step N dropped, so the log never
+holds a step twice. Without ``resume`` an OUTPUT that holds a training log or a checkpoint is refused.
+
+Progress: the Trainer's tqdm bar (loss and learning rate as its postfix, no log dict printed per step); without
+progress no bar at all, datasets' and transformers' included, so only the caller's own lines are printed.
 """
 
 from __future__ import annotations
@@ -283,8 +286,9 @@ def train_sft(options: SFTOptions, progress: bool | None = None, resume: str | b
     from the last complete checkpoint in ``output_dir``) or a checkpoint directory (see the module docstring for
     what is checked and what is cut). With ``options.lora`` only LoRA adapters train; ``output_dir`` gets the merged
     model and ``output_dir/adapter`` the adapter. Returns ``{"output_dir", "log", "curves", "adapter",
-    "resumed_from", "examples", "too_long", "longest", "truncated", "steps", "train_loss", "accumulation",
-    "processes", "bf16"}``. Refuses what :func:`check_output` (before any model loads),
+    "resumed_from", "examples", "too_long", "longest", "truncated", "steps", "steps_run", "train_loss",
+    "accumulation", "processes", "bf16"}``: ``steps`` is the final global step, ``steps_run`` those this call ran
+    and ``train_loss`` their mean loss. Refuses what :func:`check_output` (before any model loads),
     :func:`train.data.load_records`, :func:`train.data.build_dataset` (examples longer than ``max_length`` without
     ``truncate``) and :func:`sft_config` refuse, and LoRA target modules the model does not have.
     """
@@ -352,11 +356,13 @@ def _train(options: SFTOptions, progress: bool, processes: int, checkpoint: str 
     trainer.remove_callback(ProgressCallback if progress else PrinterCallback)  # no log dict printed per step
     if progress:
         trainer.add_callback(_progress_bar())
+    start = _checkpoint_step(checkpoint) if checkpoint else 0  # read now: rotation may delete that checkpoint
     result = trainer.train(resume_from_checkpoint=checkpoint)
     adapter = _save(trainer, options, tokenizer, use_cache)
     curves = os.path.join(options.output_dir, CURVES_NAME)
     if trainer.is_world_process_zero():
         plot_curves(log_path, curves)
     return {"output_dir": options.output_dir, "log": log_path, "curves": curves, "adapter": adapter,
-            "resumed_from": checkpoint, **lengths, "steps": result.global_step, "train_loss": result.training_loss,
+            "resumed_from": checkpoint, **lengths, "steps": result.global_step, "steps_run": result.global_step - start,
+            "train_loss": result.training_loss,
             "accumulation": config.gradient_accumulation_steps, "processes": processes, "bf16": config.bf16}

@@ -40,8 +40,9 @@ def run_sft(args) -> int:
         print(f"ttscale: note: --lora at s1's full-model learning rate {_S1_RATE:g}; LoRA usually needs about 10x more "
               "(e.g. --learning-rate 2e-4)", file=sys.stderr)
     result = train_sft(opts)
-    resumed = f", resumed from {os.path.basename(result['resumed_from'])}" if result["resumed_from"] else ""
-    print(f"ttscale: trained {result['steps']} steps on {result['examples']} examples (mean loss {result['train_loss']:.4f}{resumed}); "
+    resumed = f"resumed from {os.path.basename(result['resumed_from'])}, " if result["resumed_from"] else ""
+    ran = f"mean loss {result['train_loss']:.4f}" if result["steps_run"] else "nothing left to train"
+    print(f"ttscale: trained {result['steps']} steps on {result['examples']} examples ({resumed}{ran}); "
           f"model in {result['output_dir']} (ttscale generate --model {result['output_dir']}), log {result['log']}, "
           f"curves {result['curves']}" + (f", adapter {result['adapter']}" if result["adapter"] else ""), file=sys.stderr)
     return 0
