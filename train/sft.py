@@ -70,6 +70,10 @@ def _processes() -> int:
     return max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
 
+def _default(name: str):
+    return next(f.default for f in dataclasses.fields(SFTOptions) if f.name == name)
+
+
 def _rank_zero() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -188,7 +192,7 @@ def check_output(options: SFTOptions, processes: int, resume: str | bool = False
     name = options.first_difference(recorded)
     if name is not None:
         raise ConfigError(f"`{name}` is {getattr(options, name)!r} but the run in {out} was started with "
-                          f"{recorded.get(name)!r}; resume with the run's value or choose a new `output_dir`")
+                          f"{recorded.get(name, _default(name))!r}; resume with the run's value or choose a new `output_dir`")
     if recorded_processes != processes:
         def count(n):
             return f"{n} process" + ("es" if n != 1 else "")
