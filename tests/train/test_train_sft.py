@@ -42,6 +42,9 @@ def test_sft_config_is_s1s():
     assert (config.adam_beta1, config.adam_beta2, config.weight_decay, config.warmup_steps) == (0.9, 0.95, 1e-4, 0.05)
     assert config.lr_scheduler_type.value == "cosine" and config.report_to in ([], "none", ["none"])
     assert config.activation_checkpointing and not config.bf16 and config.num_train_epochs == 5
+    assert config.save_strategy.value == "no" and config.save_total_limit == 2
+    config = sft_config(SFTOptions(model="m", data="d", output_dir="o", save_steps=3, save_total_limit=0), cuda=False)
+    assert (config.save_strategy.value, config.save_steps, config.save_total_limit) == ("steps", 3, None)
     with pytest.raises(TTScaleError, match="needs a GPU"):
         sft_config(SFTOptions(model="m", data="d", output_dir="o", dtype="bfloat16"), cuda=False)
 
@@ -66,6 +69,7 @@ def test_four_steps_log_the_schedule_and_save_a_loadable_model(chat_model_dir, d
     assert 1 <= result.thinking_tokens <= 4 and result.token_ids and result.finish_reason
     with pytest.raises(TTScaleError, match="already holds train_log.jsonl"):
         train_sft(options, progress=False)
+    assert json.load(open(os.path.join(out, "config.json")))["use_cache"]  # the Trainer's use_cache=False is not saved
 
 
 def test_long_data_is_refused_before_training(chat_model_dir, data_file, tmp_path):
@@ -112,8 +116,10 @@ def test_the_cli_trains_and_says_where_the_model_is(chat_model_dir, data_file, t
     err = capsys.readouterr().err
     assert f"model in {out} (ttscale generate --model {out})" in err
     assert os.path.exists(os.path.join(out, "model.safetensors")) and os.path.exists(os.path.join(out, "train_log.jsonl"))
+    assert os.path.getsize(os.path.join(out, "train_curves.png")) > 10_000 and f"curves {out}/train_curves.png" in err
+    assert json.load(open(os.path.join(out, "train_options.json")))["options"]["output_dir"] == out
     assert main(argv) == 2  # the same output directory again: refused, the first run's model is kept
-    assert "already holds train_log.jsonl" in capsys.readouterr().err
+    assert "already holds train_log.jsonl from another run; choose a new directory, or add --resume" in capsys.readouterr().err
     assert main(["train", "sft", "--model", chat_model_dir, "--data", "./nope.jsonl", "--output-dir", str(tmp_path / "x")]) == 2
     assert "--data ./nope.jsonl: no such file or directory" in capsys.readouterr().err
     assert main(["train", "sft", "--model", chat_model_dir, "--data", str(data_file), "--output-dir", str(tmp_path / "a" / "b")]) == 2
