@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     "pyyaml>=6.0.1",         # --config FILE.yaml (transformers needs it too)
     "datasketch>=2.0,<3",    # curation: MinHash LSH near-dedup (tested with 2.0.0)
     "trl>=1.16,<2",          # train: SFTTrainer (tested with 1.16.0)
+    "peft>=0.21,<1",         # train: --lora (tested with 0.21.2)
 ]
 
 setup(

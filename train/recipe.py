@@ -45,7 +45,7 @@ from engine.errors import TTScaleError
 from engine.jsonl import write_json_atomic, write_jsonl_atomic
 from train.config import SFTOptions
 from train.recipe_config import S1MiniOptions
-from train.sft import train_sft
+from train.sft import last_checkpoint, train_sft
 
 OPTIONS_FILE = "recipe.json"
 RESULTS_FILE = "results.json"
@@ -53,6 +53,8 @@ FIGURE_FILE = "s1_mini.png"
 SUMMARY_FILE = "summary.md"
 SFT_DONE = "sft_report.json"  # written into OUT/sft when training finished (the model there is final)
 MODELS = ("base", "sft")
+GRADER_THINKING = 16  # the difficulty filter's thinking cap: s1's graders answered without a thinking budget
+SAVE_STEPS = 10  # a checkpoint every 10 optimizer steps (~1.6 GB for 135M with AdamW's state; only the last is kept)
 
 
 def paths(out: str) -> dict[str, str]:
@@ -102,8 +104,8 @@ def pipeline_config(options: S1MiniOptions, heldout: str) -> PipelineConfig:
         decontaminate=DecontamConfig(eval_sets=(heldout,)),
         traces=(TraceStep(TraceConfig(source="teacher", slip_rate=options.slip_rate, seed=options.seed,
                                       answer_style="bare")),),
-        difficulty=DifficultyConfig(graders=(options.model,), samples=1, max_thinking_tokens=64,
-                                    max_answer_tokens=options.max_answer_tokens, batch_size=options.batch),
+        difficulty=DifficultyConfig(graders=(options.model,), samples=1, max_thinking_tokens=GRADER_THINKING,
+                                    max_answer_tokens=options.max_answer_tokens, batch_size=2 * options.batch),
         diversity=DiversityConfig(method="offline"),
         select=SelectionConfig(k=options.k, method=options.select, seed=options.seed),
     )
@@ -114,7 +116,7 @@ def sft_options(options: S1MiniOptions, data: str, output_dir: str) -> SFTOption
     return SFTOptions(model=options.model, data=data, output_dir=output_dir, format=options.format,
                       learning_rate=options.learning_rate, epochs=options.epochs, global_batch=options.global_batch,
                       batch_size=options.batch_size, max_length=1024, gradient_checkpointing=False,
-                      seed=options.seed, lora=options.lora)
+                      seed=options.seed, lora=options.lora, save_steps=SAVE_STEPS, save_total_limit=1)
 
 
 def eval_config(options: S1MiniOptions, model: str) -> EvalConfig:
@@ -126,16 +128,20 @@ def eval_config(options: S1MiniOptions, model: str) -> EvalConfig:
 
 
 def _train(options: S1MiniOptions, data: str, sft_dir: str, log) -> dict:
-    """Fine-tune, or reuse a finished fine-tuning; an unfinished one is started again from scratch."""
+    """Fine-tune, reuse a finished fine-tuning, or resume a killed one from its last checkpoint (one killed before
+    its first checkpoint starts again)."""
     done = os.path.join(sft_dir, SFT_DONE)
     if os.path.isfile(done):
         with open(done, encoding="utf-8") as f:
             log(f"sft: done already ({sft_dir})")
             return json.load(f)
-    if os.path.isdir(sft_dir):  # killed mid-training: nothing there is final
-        log(f"sft: {sft_dir} holds an unfinished run; training again")
+    resume = last_checkpoint(sft_dir) if os.path.isdir(sft_dir) else None
+    if resume:
+        log(f"sft: resuming from {resume}")
+    elif os.path.isdir(sft_dir):  # killed before its first checkpoint: nothing there is worth keeping
+        log(f"sft: {sft_dir} holds an unfinished run without a checkpoint; training again")
         shutil.rmtree(sft_dir)
-    report = train_sft(sft_options(options, data, sft_dir), progress=options.progress)
+    report = train_sft(sft_options(options, data, sft_dir), progress=options.progress, resume=bool(resume))
     write_json_atomic(done, report)
     return report
 

@@ -1,7 +1,7 @@
 """What ``ttscale recipe s1-mini`` does: :class:`S1MiniOptions`, the whole s1 recipe in miniature, sized for a 2-core CPU.
 
     options = S1MiniOptions(out="runs/s1-mini")
-    options.pool_sources()   -> ["synthetic:arith:2 limit=300 seed=1", "synthetic:arith:3 ...", "synthetic:arith:4 ..."]
+    options.pool_sources()   -> ["synthetic:arith:2 limit=200 seed=1", "synthetic:arith:3 ...", "synthetic:arith:4 ..."]
     options.eval_settings()  -> budgets 8 16 32 64 and num_ignore 0 1 2 on 100 held-out arith:3 problems
 
 The recipe (``train/recipe.py``): curate synthetic arithmetic questions whose traces the programmatic teacher
@@ -45,7 +45,7 @@ class S1MiniOptions:
     format: str = field(default="s1", metadata=_help("thinking format of training and evaluation (s1's delimiters by default)", choices=list(FORMATS)))
     train_tasks: tuple[str, ...] = field(default=("synthetic:arith:2", "synthetic:arith:3", "synthetic:arith:4"), metadata=_help(
         "synthetic tasks of the question pool (synthetic:arith:K, K operations)", flag="--train-task", action="append"))
-    pool_per_task: int = field(default=300, metadata=_help("questions generated per training task"))
+    pool_per_task: int = field(default=200, metadata=_help("questions generated per training task"))
     pool_seed: int = field(default=1, metadata=_help("seed of the training questions (the held-out problems use --eval-seed)"))
     slip_rate: float = field(default=0.25, metadata=_help("chance that a teacher step states a wrong value first, then 'Wait' and the fix"))
     k: int = field(default=300, metadata=_help("training questions to select (s1K: 1000)"))
