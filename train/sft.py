@@ -22,6 +22,7 @@ from engine.formats import get_format
 from engine.models import gguf_to_safetensors, prepare_tokenizer, resolve_model
 from train.config import SFTOptions
 from train.data import build_dataset, load_records
+from train.launch import check_launch
 
 LOG_NAME = "train_log.jsonl"
 
@@ -109,6 +110,7 @@ def train_sft(options: SFTOptions, progress: bool = True, resume: str | bool | N
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback  # deferred: as torch
     from trl import SFTTrainer  # deferred: as torch
 
+    check_launch(options)  # FSDP without CUDA, launcher mixed precision, ...: refused before anything loads
     if options.lora:
         raise TTScaleError("--lora is not supported yet; train the full model (drop --lora)")
     log_path = os.path.join(options.output_dir, LOG_NAME)
