@@ -19,7 +19,8 @@ the combinations that would fail late or, worse, run as something else:
 - DeepSpeed asked for without the ``deepspeed`` package.
 - Mixed precision from the launcher that ``train sft`` would not honour: bf16 without a GPU or against
   ``dtype`` float32, and fp16 or fp8 at all (``train sft`` trains in bf16 on GPU or fp32).
-- More processes on this machine than it has GPUs.
+- One process on a machine with several GPUs (the Trainer would use ``nn.DataParallel`` and multiply the global
+  batch by the GPU count), and more processes on this machine than it has GPUs.
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ def check_launch(options: SFTOptions, env: Mapping[str, str] | None = None, cuda
     ``cuda_devices`` is the number of CUDA GPUs (default: asked of torch). Refuses, in one sentence each: FSDP
     without CUDA (accelerate would silently run DDP), FSDP's ``fsdp_activation_checkpointing`` together with
     ``gradient_checkpointing``, DeepSpeed without the ``deepspeed`` package, launcher mixed precision fp16/fp8, or
-    bf16 without CUDA or against ``dtype`` float32, and more processes on this machine than CUDA GPUs.
+    bf16 without CUDA or against ``dtype`` float32, one undistributed process seeing several CUDA GPUs, and more
+    processes on this machine than CUDA GPUs.
     """
     launch = read_launch(env)
     gpus = _cuda_devices() if cuda_devices is None else cuda_devices
@@ -123,6 +125,10 @@ def check_launch(options: SFTOptions, env: Mapping[str, str] | None = None, cuda
     if precision == "bf16" and options.dtype == "float32":
         raise TTScaleError("accelerate launch asked for bf16 mixed precision but --dtype is float32; drop one of the two "
                            "(--mixed_precision no, or --dtype auto)")
+    if launch.distributed == "none" and gpus > 1:
+        raise TTScaleError(f"train sft in one process sees {gpus} CUDA GPUs, which the Trainer would drive through "
+                           f"nn.DataParallel with a global batch {gpus} times --global-batch; launch with --config_file "
+                           "train/accelerate/ddp.yaml (one process per GPU) or single.yaml (GPU 0), or set CUDA_VISIBLE_DEVICES")
     if gpus and launch.local_processes > gpus:
         raise TTScaleError(f"accelerate launch started {launch.local_processes} processes on a machine with {gpus} "
                            f"CUDA GPU(s); pass --num_processes {gpus} (or fewer)")

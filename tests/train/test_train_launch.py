@@ -123,7 +123,7 @@ def test_check_launch_refuses_what_this_machine_cannot_run():
     fsdp = {"WORLD_SIZE": "2", "ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}
     assert check_launch(options, fsdp, cuda_devices=2).distributed == "fsdp"
     assert check_launch(options, {"WORLD_SIZE": "2"}, cuda_devices=0).distributed == "ddp"
-    assert check_launch(options, {}, cuda_devices=0) == Launch()
+    assert check_launch(options, {}, cuda_devices=0) == check_launch(options, {}, cuda_devices=1) == Launch()
     assert check_launch(options, {"ACCELERATE_MIXED_PRECISION": "bf16"}, cuda_devices=1).mixed_precision == "bf16"
     refused = [
         (options, fsdp, 0, r"asked for FSDP, which accelerate runs only on CUDA GPUs .* use --config_file train/accelerate/ddp.yaml"),
@@ -134,6 +134,7 @@ def test_check_launch_refuses_what_this_machine_cannot_run():
         (SFTOptions(model="m", data="d", output_dir="o", dtype="float32"), {"ACCELERATE_MIXED_PRECISION": "bf16"}, 1,
          "but --dtype is float32"),
         (options, {"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "4"}, 2, "4 processes on a machine with 2 CUDA GPU"),
+        (options, {}, 4, r"one process sees 4 CUDA GPUs, which the Trainer would drive through nn.DataParallel"),
     ]
     for opts, env, gpus, message in refused:
         if "DeepSpeed" in message and importlib.util.find_spec("deepspeed"):  # installed: nothing to refuse
