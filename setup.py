@@ -34,6 +34,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["engine", "engine.*", "train", "train.*", "curation", "curation.*",
                                     "benchmarks", "benchmarks.*"]),
+    package_data={"train": ["accelerate/*.yaml"]},  # the shipped accelerate configs (train/launch.py: config_path)
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "gpu": ["flash-attn>=2.5", "bitsandbytes>=0.43"],

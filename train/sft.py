@@ -50,6 +50,7 @@ from engine.models import gguf_to_safetensors, prepare_tokenizer, resolve_model
 from train.config import SFTOptions
 from train.curves import plot_curves
 from train.data import build_dataset, load_records
+from train.launch import check_launch
 
 LOG_NAME = "train_log.jsonl"
 OPTIONS_NAME = "train_options.json"
@@ -276,6 +277,8 @@ def _save(trainer, options: SFTOptions, tokenizer, use_cache: bool) -> str | Non
         if trainer.is_world_process_zero():
             merged.save_pretrained(options.output_dir)
     else:
+        if trainer.is_fsdp_enabled:  # checkpoints stay sharded; the final model is gathered for from_pretrained
+            trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
         trainer.save_model(options.output_dir)
     if trainer.is_world_process_zero():
         tokenizer.padding_side = "left"
@@ -298,6 +301,7 @@ def train_sft(options: SFTOptions, progress: bool | None = None, resume: str | b
     """
     progress = options.progress if progress is None else progress
     resume = options.resume if resume is None else resume
+    check_launch(options)  # FSDP without CUDA, launcher mixed precision, ...: refused before anything loads
     processes = _processes()
     checkpoint = check_output(options, processes, resume)
     with contextlib.nullcontext() if progress else _no_library_bars():
