@@ -61,7 +61,8 @@ def wilson_interval(correct: int, total: int, z: float = Z95) -> tuple[float, fl
     denom = 1.0 + z2 / total
     center = (p + z2 / (2 * total)) / denom
     half = (z / denom) * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total))
-    return max(0.0, center - half), min(1.0, center + half)
+    # The bounds hold p exactly: rounding leaves center - half at ~3e-18 for 0/100, which a plot reads as a negative error bar.
+    return min(p, max(0.0, center - half)), max(p, min(1.0, center + half))
 
 
 def accuracy(flags: Iterable[bool], z: float = Z95) -> Accuracy:

@@ -90,3 +90,12 @@ def test_runs_refuse_percentages_and_empty_lists():
     with pytest.raises(TTScaleError, match="finite number"):
         Run(math.nan, 0.5)
 
+
+
+def test_wilson_bounds_always_hold_the_proportion_exactly():
+    """0/100 rounds center - half to ~3e-18 (a 'negative' error bar matplotlib refuses); the bounds now clamp to p."""
+    for total in (1, 3, 10, 30, 100, 500):
+        for correct in range(total + 1):
+            lo, hi = wilson_interval(correct, total)
+            assert lo <= correct / total <= hi
+    assert wilson_interval(0, 100)[0] == 0.0
