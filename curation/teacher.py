@@ -46,10 +46,11 @@ class Slip:
     step: int
     wrong: str
     right: str
+    caught: str = "inline"  # or "check": fixed by the check at the end of the trace
 
     def to_json(self) -> dict:
         """A JSON-ready dict."""
-        return {"step": self.step, "wrong": self.wrong, "right": self.right}
+        return {"step": self.step, "wrong": self.wrong, "right": self.right, "caught": self.caught}
 
 
 def is_teachable(question: str) -> bool:
@@ -72,17 +73,24 @@ def _spelled(word: str, letter: str) -> str:
 
 
 def teacher_trace(question: str, *, slip_rate: float = 0.0, seed: int = 0, sample: int = 0,
-                  style: str = "answer") -> dict:
+                  style: str = "answer", check_rate: float = 0.0) -> dict:
     """One exact trace of a synthetic question: ``{"thinking", "attempt", "answer", "slips"}`` (slips as dicts).
 
     ``thinking`` is paragraphs separated by blank lines, one claim each (the opening line aside); ``attempt`` restates
     the chain and ends in s1K's style, ``Answer: N`` (``style="answer"``) or ``$\\boxed{N}$`` (``"boxed"``), or is the
     bare answer ``N`` (``"bare"``: nothing is computed after thinking, so a thinking budget bounds all the work); ``answer``
     is what :func:`engine.answers.extract_answer` reads from the attempt, always the gold answer. Refuses a question
-    the synthetic tasks did not generate, a ``slip_rate`` outside [0, 1] and an unknown style.
+    the synthetic tasks did not generate, a ``slip_rate`` or ``check_rate`` outside [0, 1] and an unknown style.
+
+    ``check_rate``: the chance that the trace ends with a check after its first conclusion, "Wait, let me check: <every
+    step again>" and the conclusion again — where budget forcing appends "Wait". When a checked trace's last step
+    slips, the slip is not fixed in place: the first conclusion is wrong and the check catches it ("..., not 13"),
+    so "Wait" is taught as "look again" (confirming or fixing), not as "the value before me was wrong". A slip caught
+    by the check has ``"caught": "check"`` (else ``"inline"``).
     """
-    if not isinstance(slip_rate, (int, float)) or isinstance(slip_rate, bool) or not 0 <= slip_rate <= 1:
-        raise TTScaleError(f"slip_rate={slip_rate!r} must be a probability in [0, 1]")
+    for name, rate in (("slip_rate", slip_rate), ("check_rate", check_rate)):
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate <= 1:
+            raise TTScaleError(f"{name}={rate!r} must be a probability in [0, 1]")
     if style not in STYLES:
         raise TTScaleError(f"style={style!r} is not an answer style; use one of {', '.join(STYLES)}")
     try:
@@ -100,7 +108,10 @@ def teacher_trace(question: str, *, slip_rate: float = 0.0, seed: int = 0, sampl
     def slipped() -> bool:
         return slip_rate > 0 and rng.random() < slip_rate
 
-    for step in steps[:-1]:
+    checked = check_rate > 0 and rng.random() < check_rate
+    late: Slip | None = None  # the last step's slip, left for the check to catch
+    body = steps[:-1]
+    for index, step in enumerate(body):
         if m := _WORD.match(step):
             word, right = m.group(1), int(m.group(2))
             spelled = _spelled(word, letter)
@@ -124,8 +135,13 @@ def teacher_trace(question: str, *, slip_rate: float = 0.0, seed: int = 0, sampl
             text = f"{lhs} = {right}."
             if slipped():
                 wrong = _wrong(rng, right)
-                text = f"{lhs} = {wrong}. {WAIT}, {lhs} = {right}, not {wrong}."
-                slips.append(Slip(len(paragraphs), str(wrong), str(right)))
+                if checked and index == len(body) - 1:
+                    text = f"{lhs} = {wrong}."
+                    late = Slip(len(paragraphs), str(wrong), str(right), "check")
+                    slips.append(late)
+                else:
+                    text = f"{lhs} = {wrong}. {WAIT}, {lhs} = {right}, not {wrong}."
+                    slips.append(Slip(len(paragraphs), str(wrong), str(right)))
             chain.append(f"{lhs} = {right}")
         else:  # solution_steps changed its wording: better to fail loudly than to teach a wrong trace
             raise TTScaleError(f"the teacher does not understand the solution step {step!r}; update curation/teacher.py")
@@ -133,7 +149,14 @@ def teacher_trace(question: str, *, slip_rate: float = 0.0, seed: int = 0, sampl
     gold = steps[-1].removeprefix("Answer: ").strip()
     opening = (f'Let me spell each word and count the letter "{letter}".' if letter
                else "Let me work it out step by step, left to right.")
-    thinking = "\n\n".join([opening, *paragraphs, f"So the answer is {gold}."])
+    ending = [f"So the answer is {gold}."]
+    if checked:
+        again = ", ".join(chain)
+        if late is not None:
+            again = f"{again}, not {late.wrong}"
+        ending = [f"So the answer is {late.wrong if late else gold}.", f"{WAIT}, let me check: {again}.",
+                  f"So the answer is {gold}."]
+    thinking = "\n\n".join([opening, *paragraphs, *ending])
     restated = ", then ".join(chain) + "."
     attempt = {"answer": f"{restated}\n\nAnswer: {gold}", "boxed": f"{restated}\n\nThe answer is $\\boxed{{{gold}}}$.",
                "bare": gold}[style]

@@ -61,7 +61,7 @@ class TraceConfig:
     Refuses (one sentence each) an unknown source, ``samples_per_question`` < 1, greedy decoding (temperature 0) with
     more than one sample per question (they would be identical), budgets and sampling values that
     :class:`BudgetConfig` / :class:`SamplingConfig` refuse, a bad format, ``batch_size`` < 1, an empty column name,
-    a ``slip_rate`` outside [0, 1] and an unknown ``answer_style``.
+    a ``slip_rate`` or ``check_rate`` outside [0, 1] and an unknown ``answer_style``.
     """
 
     source: str = field(default="engine", metadata=_help("where traces come from: " + ", ".join(SOURCES)))
@@ -86,6 +86,7 @@ class TraceConfig:
     attempt_column: str = field(default="attempt", metadata=_help("column: the metadata field holding the attempt (the answer text)"))
     source_model: str = field(default="unknown", metadata=_help("column: who wrote the imported traces (a label, e.g. gemini-2.0-flash-thinking)"))
     slip_rate: float = field(default=0.0, metadata=_help("teacher: probability that a step states a wrong value first, then 'Wait' and the fix"))
+    check_rate: float = field(default=0.0, metadata=_help("teacher: probability that a trace ends with 'Wait, let me check: ...' (which catches a slip of the last step)"))
     answer_style: str = field(default="answer", metadata=_help("teacher: the attempt restates the chain and ends in 'Answer: X' (answer) or '\\boxed{X}' (boxed), or is X alone (bare)"))
     count_tokenizer: str | None = field(default=None, metadata=_help(
         "column/teacher: model whose tokenizer counts thinking tokens (default: count words)"))
@@ -107,8 +108,10 @@ class TraceConfig:
         for name in ("thinking_column", "attempt_column", "source_model"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ConfigError(f"`{name}` is empty; give a name")
-        if not isinstance(self.slip_rate, (int, float)) or isinstance(self.slip_rate, bool) or not 0 <= self.slip_rate <= 1:
-            raise ConfigError(f"`slip_rate` must be a probability in [0, 1], got {self.slip_rate!r}")
+        for name in ("slip_rate", "check_rate"):
+            rate = getattr(self, name)
+            if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate <= 1:
+                raise ConfigError(f"`{name}` must be a probability in [0, 1], got {rate!r}")
         if self.answer_style not in STYLES:
             raise ConfigError(f"`answer_style` {self.answer_style!r} is unknown; use one of {', '.join(STYLES)}")
 
@@ -199,7 +202,8 @@ def _teacher_samples(q: Question, config: TraceConfig) -> list[dict]:
     out = []
     for i in range(config.samples_per_question):
         try:
-            t = teacher_trace(q.question, slip_rate=config.slip_rate, seed=config.seed, sample=i, style=config.answer_style)
+            t = teacher_trace(q.question, slip_rate=config.slip_rate, seed=config.seed, sample=i, style=config.answer_style,
+                              check_rate=config.check_rate)
         except TTScaleError as exc:
             raise _NoTrace(str(exc)) from None
         out.append({"thinking": t["thinking"], "attempt": t["attempt"], "answer": t["answer"], "finish_reason": "teacher",

@@ -63,7 +63,7 @@ def paths(out: str) -> dict[str, str]:
             "curate": os.path.join(out, "curate"), "sft": os.path.join(out, "sft"),
             "eval_base": os.path.join(out, "eval", "base"), "eval_sft": os.path.join(out, "eval", "sft"),
             "results": os.path.join(out, RESULTS_FILE), "figure": os.path.join(out, FIGURE_FILE),
-            "summary": os.path.join(out, SUMMARY_FILE)}
+            "summary": os.path.join(out, SUMMARY_FILE), "wall": os.path.join(out, "wall_s.json")}
 
 
 def check_run_dir(options: S1MiniOptions) -> None:
@@ -102,8 +102,8 @@ def pipeline_config(options: S1MiniOptions, heldout: str) -> PipelineConfig:
     return PipelineConfig(
         pool=PoolConfig(sources=tuple(options.pool_sources())),
         decontaminate=DecontamConfig(eval_sets=(heldout,)),
-        traces=(TraceStep(TraceConfig(source="teacher", slip_rate=options.slip_rate, seed=options.seed,
-                                      answer_style="bare")),),
+        traces=(TraceStep(TraceConfig(source="teacher", slip_rate=options.slip_rate, check_rate=options.check_rate,
+                                      seed=options.seed, answer_style="bare")),),
         difficulty=DifficultyConfig(graders=(options.model,), samples=1, max_thinking_tokens=GRADER_THINKING,
                                     max_answer_tokens=options.max_answer_tokens, batch_size=2 * options.batch),
         diversity=DiversityConfig(method="offline"),
@@ -232,8 +232,21 @@ def summary_markdown(results: dict) -> str:
             lines.append(f"| {name} | {control} | {scale} | {100 * b['performance']:.1f}% |")
     timings = results.get("wall_s") or {}
     if timings:
-        lines += ["", "Wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())]
+        lines += ["", "Wall time (summed over the calls that did the work): " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + f", total {sum(timings.values()) / 60:.1f} min"]
     return "\n".join(lines) + "\n"
+
+
+def _read_wall(path: str) -> dict[str, float]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return {k: float(v) for k, v in json.load(f).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _add_wall(wall: dict[str, float], step: str, since: float, path: str) -> None:
+    wall[step] = wall.get(step, 0.0) + time.perf_counter() - since
+    write_json_atomic(path, wall)
 
 
 def run_s1_mini(options: S1MiniOptions, log=None) -> dict:
@@ -251,24 +264,24 @@ def run_s1_mini(options: S1MiniOptions, log=None) -> dict:
     eval_config(options, options.model)
     os.makedirs(options.out, exist_ok=True)
     write_json_atomic(p["options"], options.results_settings())
-    wall: dict[str, float] = {}
+    wall = _read_wall(p["wall"])  # summed over the calls that did the work (a resumed run adds its part)
     t = time.perf_counter()
     n = write_heldout(options, p["heldout"])
     log(f"1/4 curate: {len(options.train_tasks)} synthetic tasks, {n} held-out problems ({options.eval_set}) -> {p['curate']}")
     report = run_pipeline(pipeline, p["curate"], progress=options.progress, log=log)
-    wall["curate"] = time.perf_counter() - t
+    _add_wall(wall, "curate", t, p["wall"])
     curated = {"rows": report["rows"], "stages": report["stages"]}
     log(f"2/4 sft: {options.model} on the {report['rows']} curated traces -> {p['sft']}")
     t = time.perf_counter()
     sft = _train(options, p["curate"], p["sft"], log)
-    wall["sft"] = time.perf_counter() - t
+    _add_wall(wall, "sft", t, p["wall"])
     evals = {}
     for step, name, model in ((3, "base", options.model), (4, "sft", os.path.abspath(p["sft"]))):
         log(f"{step}/4 eval {name}: budgets {' '.join(map(str, options.budgets))}, num_ignore "
             f"{' '.join(map(str, options.num_ignore))} -> {p['eval_' + name]}")
         t = time.perf_counter()
         run_eval(eval_config(options, model), p["eval_" + name], progress=options.progress, log=log)
-        wall[f"eval_{name}"] = time.perf_counter() - t
+        _add_wall(wall, f"eval_{name}", t, p["wall"])
         with open(os.path.join(p["eval_" + name], "metrics.json"), encoding="utf-8") as f:
             evals[name] = summarise_model(json.load(f))
     results = {"title": f"s1-mini: {options.model}, {options.eval_problems} held-out {options.eval_set} problems",

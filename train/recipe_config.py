@@ -48,6 +48,9 @@ class S1MiniOptions:
     pool_per_task: int = field(default=200, metadata=_help("questions generated per training task"))
     pool_seed: int = field(default=1, metadata=_help("seed of the training questions (the held-out problems use --eval-seed)"))
     slip_rate: float = field(default=0.25, metadata=_help("chance that a teacher step states a wrong value first, then 'Wait' and the fix"))
+    check_rate: float = field(default=0.5, metadata=_help(
+        "chance that a teacher trace ends with 'Wait, let me check: ...' (confirming, or catching a slip of the last step): "
+        "without it 'Wait' only ever follows a wrong value, and a forced 'Wait' makes the model change a right answer"))
     k: int = field(default=300, metadata=_help("training questions to select (s1K: 1000)"))
     select: str = field(default="random", metadata=_help(
         "selection: random, or diverse / longest (s1's length-weighted rules; here they pick the slip-heaviest traces)",
@@ -101,8 +104,9 @@ class S1MiniOptions:
                     raise ConfigError(f"`{name}` value {v!r} must be an integer >= {least}")
             if len(set(values)) != len(values):
                 raise ConfigError(f"`{name}` lists a value twice ({' '.join(map(str, values))}); give each once")
-        if not 0 <= self.slip_rate <= 1:
-            raise ConfigError(f"`slip_rate` must be in [0, 1]; got {self.slip_rate}")
+        for name in ("slip_rate", "check_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"`{name}` must be in [0, 1]; got {getattr(self, name)}")
         for name in ("learning_rate", "epochs"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"`{name}` must be positive; got {getattr(self, name)}")

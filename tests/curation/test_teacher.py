@@ -18,18 +18,34 @@ def test_final_answer_is_gold_and_every_slip_is_fixed(name):
     planted = 0
     for problem in load_synthetic(name, limit=15, seed=3):
         for seed in range(8):
-            for rate, style in ((0.0, "answer"), (0.4, "boxed"), (1.0, "answer"), (0.4, "bare")):
-                t = teacher_trace(problem.question, slip_rate=rate, seed=seed, style=style)
+            for rate, style, check in ((0.0, "answer", 0.0), (0.4, "boxed", 0.0), (1.0, "answer", 0.0), (0.4, "bare", 0.0),
+                                       (0.5, "bare", 1.0), (0.0, "answer", 1.0)):
+                t = teacher_trace(problem.question, slip_rate=rate, seed=seed, style=style, check_rate=check)
                 assert t["answer"] == problem.answer == extract_answer(t["attempt"])
                 assert t["thinking"].endswith(f"So the answer is {problem.answer}.")
                 assert (r"\boxed{" in t["attempt"]) == (style == "boxed")
                 assert (t["attempt"] == problem.answer) == (style == "bare")  # bare: nothing computed after thinking
                 paragraphs = t["thinking"].split("\n\n")[1:-1]
+                if check:  # the steps, the first conclusion, then the check: "Wait, let me check: <every step>."
+                    late = [s for s in t["slips"] if s["caught"] == "check"]
+                    first, checking = paragraphs[-2], paragraphs[-1]
+                    paragraphs = paragraphs[:-2]
+                    assert checking.startswith(f"{WAIT}, let me check: ") and len(late) <= 1
+                    assert first == f"So the answer is {late[0]['wrong'] if late else problem.answer}."
+                    if late:  # the last step's slip, left in place, is what the check catches
+                        assert late[0]["step"] == len(paragraphs) - 1 and checking.endswith(f", not {late[0]['wrong']}.")
+                        assert paragraphs[-1].endswith(f" = {late[0]['wrong']}.")
+                        slips_inline = [s for s in t["slips"] if s["caught"] == "inline"]
+                    else:
+                        slips_inline = t["slips"]
+                else:
+                    slips_inline = t["slips"]
+                    assert all(s["caught"] == "inline" for s in t["slips"])
                 if rate == 1.0:
                     assert len(t["slips"]) == len(paragraphs)  # every checkable step slipped
                 if rate == 0.0:
-                    assert t["slips"] == [] and WAIT not in t["thinking"]
-                for slip in t["slips"]:
+                    assert t["slips"] == [] and (WAIT not in t["thinking"]) == (check == 0.0)
+                for slip in slips_inline:
                     text = paragraphs[slip["step"]]
                     assert slip["wrong"] != slip["right"] and int(slip["wrong"]) >= 0
                     assert f" {slip['wrong']}. {WAIT}, " in text  # stated wrong first ...
