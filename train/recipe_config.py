@@ -2,7 +2,7 @@
 
     options = S1MiniOptions(out="runs/s1-mini")
     options.pool_sources()   -> ["synthetic:arith:2 limit=200 seed=1", "synthetic:arith:3 ...", "synthetic:arith:4 ..."]
-    options.eval_settings()  -> budgets 8 16 32 64 and num_ignore 0 1 2 on 100 held-out arith:3 problems
+    options.eval_settings()  -> budgets 16 32 64 128 and num_ignore 0 1 2 on 100 held-out arith:3 problems
 
 The recipe (``train/recipe.py``): curate synthetic arithmetic questions whose traces the programmatic teacher
 (``curation/teacher.py``) writes step by step, with planted slips fixed after "Wait"; fine-tune the model on them with
@@ -63,9 +63,9 @@ class S1MiniOptions:
     eval_set: str = field(default="synthetic:arith:3", metadata=_help("held-out problems (a synthetic arith task; every training question is decontaminated against them)"))
     eval_problems: int = field(default=100, metadata=_help("held-out problems evaluated"))
     eval_seed: int = field(default=0, metadata=_help("seed of the held-out problems"))
-    budgets: tuple[int, ...] = field(default=(8, 16, 32, 64), metadata=_help("thinking budgets of the budget-forcing sweep (at least four for s1's Scaling)"))
+    budgets: tuple[int, ...] = field(default=(16, 32, 64, 128), metadata=_help("thinking budgets of the budget-forcing sweep (at least four for s1's Scaling)"))
     num_ignore: tuple[int, ...] = field(default=(0, 1, 2), metadata=_help("numbers of suppressed ends of thinking ('Wait') to sweep"))
-    ignore_cap: int = field(default=128, metadata=_help("thinking cap of the --num-ignore settings"))
+    ignore_cap: int = field(default=256, metadata=_help("thinking cap of the --num-ignore settings: room for the re-check a forced 'Wait' starts (at 128 it cut the check mid-line and the forced answer took the last value written)"))
     max_answer_tokens: int = field(default=12, metadata=_help("answer cap of every evaluation generation"))
     batch: int = field(default=16, metadata=_help("problems per generate call in the evaluations and the difficulty filter"))
     seed: int = field(default=0, metadata=_help("seed of the slips, the selection and the training order"))
