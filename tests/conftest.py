@@ -73,6 +73,28 @@ def tiny_model_dir(tmp_path_factory, smol_dir):
     return path
 
 
+@pytest.fixture(scope="session")
+def chat_model_dir(tiny_model_dir, smol_dir, tmp_path_factory):
+    """``tiny_model_dir`` with SmolLM2's chat template too (training renders conversations; ``tiny_model_dir`` has
+    the tokenizer files only)."""
+    import shutil
+
+    path = str(tmp_path_factory.mktemp("tinychat") / "model")
+    shutil.copytree(tiny_model_dir, path)
+    shutil.copy(os.path.join(smol_dir, "chat_template.jinja"), path)
+    return path
+
+
+def write_sft_data(path, examples: int) -> str:
+    """A JSONL of ``examples`` tiny SFT records (question / thinking / boxed answer) at ``path``; returns the path."""
+    import json
+
+    rows = [{"question": f"What is {i}+{i}?", "thinking": f"{i} and {i} make {2 * i}.", "answer": f"$\\boxed{{{2 * i}}}$"}
+            for i in range(examples)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
 def _single_thread():
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -7,7 +7,6 @@ import importlib.util
 import json
 import math
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from accelerate.commands.config.config_args import ClusterConfig, load_config_fr
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 from accelerate.utils import DistributedType
 from accelerate.utils.launch import prepare_multi_gpu_env, prepare_simple_launcher_cmd_env
-from conftest import REPO
+from conftest import REPO, write_sft_data
 
 from engine.errors import TTScaleError
 from train.config import SFTOptions
@@ -32,21 +31,8 @@ TRAIN = ["--max-length", "128", "--global-batch", "4", "--max-steps", "2", "--le
 
 
 @pytest.fixture(scope="module")
-def chat_model_dir(tiny_model_dir, smol_dir, tmp_path_factory):
-    """The tiny model with SmolLM2's chat template too (as in test_train_sft.py: ``tiny_model_dir`` has no template)."""
-    path = str(tmp_path_factory.mktemp("tinychat") / "model")
-    shutil.copytree(tiny_model_dir, path)
-    shutil.copy(os.path.join(smol_dir, "chat_template.jinja"), path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("launchdata") / "train.jsonl"
-    rows = [{"question": f"What is {i}+{i}?", "thinking": f"{i} and {i} make {2 * i}.", "answer": f"$\\boxed{{{2 * i}}}$"}
-            for i in range(8)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
+    return write_sft_data(tmp_path_factory.mktemp("launchdata") / "train.jsonl", 8)
 
 
 def _port() -> str:

@@ -3,10 +3,10 @@ its logits differ from the base), OUTPUT/adapter the adapter alone; a LoRA run r
 
 import json
 import os
-import shutil
 
 import pytest
 import torch
+from conftest import write_sft_data
 
 from engine.engine import ThinkingEngine
 from engine.errors import ConfigError
@@ -17,21 +17,8 @@ from train.sft import ADAPTER_DIR, LOG_NAME, train_sft
 
 
 @pytest.fixture(scope="module")
-def chat_model_dir(tiny_model_dir, smol_dir, tmp_path_factory):
-    """The tiny model with SmolLM2's chat template too (``tiny_model_dir`` copies the tokenizer files only)."""
-    path = str(tmp_path_factory.mktemp("tinychat") / "model")
-    shutil.copytree(tiny_model_dir, path)
-    shutil.copy(os.path.join(smol_dir, "chat_template.jinja"), path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("loradata") / "train.jsonl"
-    rows = [{"question": f"What is {i}+{i}?", "thinking": f"{i} and {i} make {2 * i}.", "answer": f"$\\boxed{{{2 * i}}}$"}
-            for i in range(6)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
+    return write_sft_data(tmp_path_factory.mktemp("loradata") / "train.jsonl", 6)
 
 
 def _state(directory):

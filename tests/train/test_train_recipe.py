@@ -3,7 +3,6 @@ and the refusals (bad options, a directory of another run) before anything loads
 
 import json
 import os
-import shutil
 
 import pytest
 from conftest import run_cli
@@ -13,14 +12,6 @@ from train.recipe import check_run_dir, paths, run_s1_mini, summarise_model
 from train.recipe_config import S1MiniOptions
 
 
-@pytest.fixture(scope="module")
-def chat_dir(tiny_model_dir, smol_dir, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("recipechat") / "model")
-    shutil.copytree(tiny_model_dir, path)
-    shutil.copy(os.path.join(smol_dir, "chat_template.jinja"), path)
-    return path
-
-
 def _options(out, model, **kw):
     small = dict(train_tasks=("synthetic:arith:1", "synthetic:arith:2"), pool_per_task=8, k=6, epochs=1.0,
                  global_batch=2, batch_size=2, eval_problems=3, budgets=(2, 4, 6, 8), num_ignore=(0, 1),
@@ -28,10 +19,10 @@ def _options(out, model, **kw):
     return S1MiniOptions(out=str(out), model=model, **{**small, **kw})
 
 
-def test_the_recipe_runs_every_step_and_a_second_run_skips_them(chat_dir, tmp_path, one_thread):
+def test_the_recipe_runs_every_step_and_a_second_run_skips_them(chat_model_dir, tmp_path, one_thread):
     out = tmp_path / "run"
     lines = []
-    results = run_s1_mini(_options(out, chat_dir), log=lines.append)
+    results = run_s1_mini(_options(out, chat_model_dir), log=lines.append)
     p = paths(str(out))
     for key in ("options", "heldout", "results", "figure", "summary"):
         assert os.path.getsize(p[key]) > 0, key
@@ -53,24 +44,24 @@ def test_the_recipe_runs_every_step_and_a_second_run_skips_them(chat_dir, tmp_pa
     assert open(p["figure"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     # Started again: the curation stages, the training and every evaluation row are reused.
     lines.clear()
-    again = run_s1_mini(_options(out, chat_dir), log=lines.append)
+    again = run_s1_mini(_options(out, chat_model_dir), log=lines.append)
     assert any("sft: done already" in line for line in lines)
     assert any("(9 already done)" in line or "already done)" in line for line in lines)
     assert again["models"] == results["models"]
 
 
-def test_a_run_with_other_options_or_a_foreign_directory_is_refused(tmp_path, chat_dir):
+def test_a_run_with_other_options_or_a_foreign_directory_is_refused(tmp_path, chat_model_dir):
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     with pytest.raises(TTScaleError, match="not an s1-mini run"):
-        check_run_dir(_options(out, chat_dir))
+        check_run_dir(_options(out, chat_model_dir))
     other = tmp_path / "other"
     other.mkdir()
-    (other / "recipe.json").write_text(json.dumps(_options(other, chat_dir).results_settings()))
-    check_run_dir(_options(other, chat_dir, progress=True))  # progress decides no result
+    (other / "recipe.json").write_text(json.dumps(_options(other, chat_model_dir).results_settings()))
+    check_run_dir(_options(other, chat_model_dir, progress=True))  # progress decides no result
     with pytest.raises(TTScaleError, match="slip_rate=0.25, not 0.5"):
-        check_run_dir(_options(other, chat_dir, slip_rate=0.5))
+        check_run_dir(_options(other, chat_model_dir, slip_rate=0.5))
 
 
 @pytest.mark.parametrize("change, name", [

@@ -5,14 +5,13 @@ batches it had consumed) and the same weights; the log holds each step once. Ref
 import dataclasses
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import REPO
+from conftest import REPO, write_sft_data
 
 from engine.cli.main import main
 from engine.errors import ConfigError, TTScaleError
@@ -30,21 +29,8 @@ def _sigint_default():
 
 
 @pytest.fixture(scope="module")
-def chat_model_dir(tiny_model_dir, smol_dir, tmp_path_factory):
-    """The tiny model with SmolLM2's chat template too (``tiny_model_dir`` copies the tokenizer files only)."""
-    path = str(tmp_path_factory.mktemp("tinychat") / "model")
-    shutil.copytree(tiny_model_dir, path)
-    shutil.copy(os.path.join(smol_dir, "chat_template.jinja"), path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("resumedata") / "train.jsonl"
-    rows = [{"question": f"What is {i}+{i}?", "thinking": f"{i} and {i} make {2 * i}.", "answer": f"$\\boxed{{{2 * i}}}$"}
-            for i in range(6)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
+    return write_sft_data(tmp_path_factory.mktemp("resumedata") / "train.jsonl", 6)
 
 
 def _argv(model, data, out, *extra):

@@ -3,9 +3,9 @@
 import json
 import math
 import os
-import shutil
 
 import pytest
+from conftest import write_sft_data
 
 from engine.cli.main import main
 from engine.engine import ThinkingEngine
@@ -19,21 +19,8 @@ from train.sft import LOG_NAME, model_source, sft_config, train_sft
 
 
 @pytest.fixture(scope="module")
-def chat_model_dir(tiny_model_dir, smol_dir, tmp_path_factory):
-    """The tiny model with SmolLM2's chat template too (``tiny_model_dir`` copies the tokenizer files only)."""
-    path = str(tmp_path_factory.mktemp("tinychat") / "model")
-    shutil.copytree(tiny_model_dir, path)
-    shutil.copy(os.path.join(smol_dir, "chat_template.jinja"), path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("sftdata") / "train.jsonl"
-    rows = [{"question": f"What is {i}+{i}?", "thinking": f"{i} and {i} make {2 * i}.", "answer": f"$\\boxed{{{2 * i}}}$"}
-            for i in range(4)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
+    return write_sft_data(tmp_path_factory.mktemp("sftdata") / "train.jsonl", 4)
 
 
 def test_sft_config_is_s1s():
