@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from benchmarks.data.synthetic import MAX_DIFFICULTY, parse_name
+from benchmarks.eval.config import check_sweep
+from curation.select import METHODS as SELECT_METHODS
 from engine.errors import ConfigError, TTScaleError
 from engine.formats import FORMATS
 
@@ -54,7 +56,7 @@ class S1MiniOptions:
     k: int = field(default=300, metadata=_help("training questions to select (s1K: 1000)"))
     select: str = field(default="random", metadata=_help(
         "selection: random, or diverse / longest (s1's length-weighted rules; here they pick the slip-heaviest traces)",
-        choices=["random", "diverse", "longest"]))
+        choices=list(SELECT_METHODS)))
     learning_rate: float = field(default=1e-4, metadata=_help("peak learning rate (s1: 1e-5 for a 32B model on 1,000 long traces; a 135M model on a few hundred short ones needs more)"))
     epochs: float = field(default=3.0, metadata=_help("training epochs (s1: 5)"))
     global_batch: int = field(default=16, metadata=_help("examples per optimizer step (s1: 16)"))
@@ -96,14 +98,8 @@ class S1MiniOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"`{name}` must be a positive integer; got {value!r}")
-        for name, values, least in (("budgets", self.budgets, 1), ("num_ignore", self.num_ignore, 0)):
-            if not values:
-                raise ConfigError(f"`{name}` is empty; give at least one value")
-            for v in values:
-                if not isinstance(v, int) or isinstance(v, bool) or v < least:
-                    raise ConfigError(f"`{name}` value {v!r} must be an integer >= {least}")
-            if len(set(values)) != len(values):
-                raise ConfigError(f"`{name}` lists a value twice ({' '.join(map(str, values))}); give each once")
+        check_sweep("budgets", self.budgets, 1)
+        check_sweep("num_ignore", self.num_ignore, 0)
         for name in ("slip_rate", "check_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"`{name}` must be in [0, 1]; got {getattr(self, name)}")
@@ -112,8 +108,8 @@ class S1MiniOptions:
                 raise ConfigError(f"`{name}` must be positive; got {getattr(self, name)}")
         if self.global_batch % self.batch_size:
             raise ConfigError(f"`global_batch` {self.global_batch} is not a multiple of `batch_size` {self.batch_size}; choose sizes that divide")
-        if self.select not in ("random", "diverse", "longest"):
-            raise ConfigError(f"`select` {self.select!r} is unknown; use random, diverse or longest")
+        if self.select not in SELECT_METHODS:
+            raise ConfigError(f"`select` {self.select!r} is unknown; use {', '.join(SELECT_METHODS)}")
 
     def pool_sources(self) -> list[str]:
         """The curation pool's source specs, one per training task."""

@@ -34,6 +34,18 @@ def _help(text: str, **extra) -> dict:
     return {"help": text, **extra}
 
 
+def check_sweep(name: str, values: tuple, least: int, empty_hint: str = "") -> None:
+    """Refuse (``ConfigError`` naming the field ``name``) an empty sweep, a value that is not an integer >= ``least``
+    and a value listed twice; ``empty_hint`` ends the empty-sweep sentence."""
+    if not values:
+        raise ConfigError(f"`{name}` is empty; give at least one value{empty_hint}")
+    for v in values:
+        if not isinstance(v, int) or isinstance(v, bool) or v < least:
+            raise ConfigError(f"`{name}` value {v!r} must be an integer >= {least}")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"`{name}` lists a value twice ({' '.join(map(str, values))}); give each once")
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """Everything that decides an evaluation's rows; each field is one ``ttscale eval`` flag (STYLE §9).
@@ -99,17 +111,10 @@ class EvalConfig:
                 raise ConfigError(f"`methods` {m!r} is unknown; use one of {', '.join(METHODS)}")
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError(f"`methods` lists a method twice ({', '.join(self.methods)}); give each once")
-        for flag, values, least in (("`budgets`", self.budgets, 1), ("`num_ignore`", self.num_ignore, 0),
-                                    ("`steps`", self.steps, 1), ("`n`", self.n, 1)):
-            if values is None:
-                continue
-            if not values:
-                raise ConfigError(f"{flag} is empty; give at least one value (or leave it unset for its default)")
-            for v in values:
-                if not isinstance(v, int) or isinstance(v, bool) or v < least:
-                    raise ConfigError(f"{flag} value {v!r} must be an integer >= {least}")
-            if len(set(values)) != len(values):
-                raise ConfigError(f"{flag} lists a value twice ({' '.join(map(str, values))}); give each once")
+        for name, values, least in (("budgets", self.budgets, 1), ("num_ignore", self.num_ignore, 0),
+                                    ("steps", self.steps, 1), ("n", self.n, 1)):
+            if values is not None:
+                check_sweep(name, values, least, " (or leave it unset for its default)")
         if not self.classes or any(c not in CLASSES for c in self.classes):
             raise ConfigError(f"`classes` {' '.join(self.classes) or '(empty)'}: use short and/or long")
         for flag, value, least in (("`beam_width`", self.beam_width, 1), ("`max_steps`", self.max_steps, 1),
