@@ -280,9 +280,9 @@ def run_s1_mini(options: S1MiniOptions, log=None) -> dict:
         log(f"{step}/4 eval {name}: budgets {' '.join(map(str, options.budgets))}, num_ignore "
             f"{' '.join(map(str, options.num_ignore))} -> {p['eval_' + name]}")
         t = time.perf_counter()
-        run_eval(eval_config(options, model), p["eval_" + name], progress=options.progress, log=log)
+        done = run_eval(eval_config(options, model), p["eval_" + name], progress=options.progress, log=log)
         _add_wall(wall, f"eval_{name}", t, p["wall"])
-        with open(os.path.join(p["eval_" + name], "metrics.json"), encoding="utf-8") as f:
+        with open(done.paths["metrics"], encoding="utf-8") as f:  # the metrics the run's report just wrote
             evals[name] = summarise_model(json.load(f))
     results = {"title": f"s1-mini: {options.model}, {options.eval_problems} held-out {options.eval_set} problems",
                "models": evals, "train": {k: sft.get(k) for k in ("examples", "steps", "train_loss")},

@@ -67,10 +67,6 @@ def model_source(spec: str) -> str:
     return gguf_to_safetensors(where) if kind == "gguf" else where
 
 
-def _processes() -> int:
-    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-
-
 def _default(name: str):
     return next(f.default for f in dataclasses.fields(SFTOptions) if f.name == name)
 
@@ -301,8 +297,9 @@ def train_sft(options: SFTOptions, progress: bool | None = None, resume: str | b
     """
     progress = options.progress if progress is None else progress
     resume = options.resume if resume is None else resume
-    check_launch(options)  # FSDP without CUDA, launcher mixed precision, ...: refused before anything loads
-    processes = _processes()
+    # FSDP without CUDA, launcher mixed precision, ...: refused before anything loads; the launch also says how many
+    # processes train (WORLD_SIZE, as accelerate reads it)
+    processes = check_launch(options).processes
     checkpoint = check_output(options, processes, resume)
     with contextlib.nullcontext() if progress else _no_library_bars():
         return _train(options, progress, processes, checkpoint)
