@@ -25,6 +25,7 @@ from engine.logits.sampling import SamplingConfig
 from engine.model_config import ModelConfig
 from engine.search.config import SearchConfig
 from engine.search.prm_protocols import PROTOCOLS
+from engine.serve.options import ServeOptions
 from train.config import SFTOptions
 from train.recipe_config import RECIPES, S1MiniOptions
 
@@ -264,5 +265,24 @@ def add_recipe(sub) -> None:
     sp.set_defaults(func="engine.cli.recipe:run_s1_mini_command")
 
 
+# ─── serve ────────────────────────────────────────────────────────────────────────────────────────────────────
+
+SERVE = CommandConfig(ServeOptions, ModelConfig, FormatConfig, SamplingConfig,
+                      titles={ServeOptions: "server", ModelConfig: "model", FormatConfig: "thinking format",
+                              SamplingConfig: "defaults for requests that leave sampling out"})
+
+
+def add_serve(sub) -> None:
+    """Register ``serve`` on the ``ttscale`` subcommands."""
+    p = sub.add_parser(
+        "serve", help="an OpenAI-compatible server with thinking budgets, continuous batching and streaming",
+        description="Serve /v1/chat/completions, /v1/completions, /v1/models, /health and /metrics. Every request "
+                    "carries its own budget (min_thinking_tokens, max_thinking_tokens or vLLM's thinking_token_budget, "
+                    "num_ignore, ignore_str, final_answer_str, max_answer_tokens) and may ask for a search; requests "
+                    "that arrive together decode together. Binds to 127.0.0.1 unless --host says otherwise.")
+    SERVE.add_to(p)
+    p.set_defaults(func="engine.cli.serve:run")
+
+
 # The commands, in the order ``ttscale --help`` lists them.
-COMMANDS = (add_generate, add_search, add_eval, add_trace, add_curate, add_train, add_recipe, add_bench)
+COMMANDS = (add_generate, add_search, add_eval, add_trace, add_curate, add_train, add_recipe, add_serve, add_bench)
