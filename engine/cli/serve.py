@@ -11,10 +11,13 @@ then exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 from dataclasses import replace
 
 from engine.cli.flags import SERVE
@@ -87,9 +90,32 @@ def run(args) -> int:
     print(f"ttscale serve: listening on http://{shown}:{port} (max batch {opts.max_batch}, queue {opts.max_queue}"
           f"{', API key required' if opts.api_key else ''}); Ctrl-C or SIGTERM stops after in-flight requests",
           file=sys.stderr, flush=True)
+    server_class = _graceful_server_class()
     config = uvicorn.Config(app, log_level="info" if opts.log_requests else "warning", access_log=opts.log_requests,
                             timeout_graceful_shutdown=opts.shutdown_timeout, lifespan="on")
     logging.getLogger("ttscale.serve").setLevel(logging.INFO)
-    uvicorn.Server(config).run(sockets=[sock])
-    print("ttscale serve: stopped", file=sys.stderr)
+    server_class(config).run(sockets=[sock])
+    print("ttscale serve: stopped after finishing in-flight requests", file=sys.stderr)
     return 0
+
+
+def _graceful_server_class():
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn's server, except that a SIGTERM / Ctrl-C that it handled gracefully ends the process with status 0
+        (uvicorn re-raises the signal after shutting down, so the process would die of it)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            old = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for s, handler in old.items():
+                    signal.signal(s, handler)
+
+    return GracefulServer

@@ -242,7 +242,7 @@ def create_app(server: Server) -> FastAPI:
         try:
             check_key(request)
             data = await read_body(request)
-            specs = parse_request(data, kind, default_sampling=server.sampling, max_n=opts.max_n,
+            specs = parse_request(data, kind, default_sampling=server.sampling, max_n=opts.n_limit,
                                   max_tokens_limit=opts.max_tokens_limit)
             if data["model"] != server.model_name:
                 raise RequestError(f"model {data['model']!r} is not served here; use {server.model_name!r} "

@@ -27,7 +27,7 @@ class ServeOptions:
     max_batch: int = field(default=32, metadata={"help": "rows decoded together (n counts n rows)"})
     max_queue: int = field(default=64, metadata={"help": "requests waiting beyond the batch; more get 429 with Retry-After"})
     max_tokens_limit: int = field(default=4096, metadata={"help": "largest max_tokens a request may ask for"})
-    max_n: int = field(default=16, metadata={"help": "largest n a request may ask for"})
+    max_n: int | None = field(default=None, metadata={"help": "largest n a request may ask for (default: 16, at most --max-batch)"})
     max_request_bytes: int = field(default=1 << 20, metadata={"help": "largest request body accepted (bytes)"})
     prefix_cache: int = field(default=8, metadata={"help": "recent prompts kept in the KV cache so a shared prefix "
                                                            "is computed once (0: off)"})
@@ -53,11 +53,13 @@ class ServeOptions:
             raise ConfigError(f"`port` must be an integer in 0..65535 (0: any free port), got {self.port!r}")
         for name in ("max_batch", "max_queue", "max_tokens_limit", "max_n", "max_request_bytes"):
             v = getattr(self, name)
+            if v is None and name == "max_n":
+                continue
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"`{name}` must be an integer >= 1, got {v!r}")
         if not isinstance(self.prefix_cache, int) or self.prefix_cache < 0:
             raise ConfigError(f"`prefix_cache` must be an integer >= 0 (0 switches it off), got {self.prefix_cache!r}")
-        if self.max_n > self.max_batch:
+        if self.max_n is not None and self.max_n > self.max_batch:
             raise ConfigError(f"`max_n` ({self.max_n}) is larger than `max_batch` ({self.max_batch}): a request with "
                               "that n could never run; lower max_n or raise max_batch")
         if not isinstance(self.shutdown_timeout, (int, float)) or self.shutdown_timeout < 0:
@@ -68,6 +70,11 @@ class ServeOptions:
             raise ConfigError("`prm` and `verifier` both given; score search requests with one of them")
         if self.prm_protocol not in PROTOCOLS:
             raise ConfigError(f"`prm_protocol` {self.prm_protocol!r} is unknown; use one of {', '.join(PROTOCOLS)}")
+
+    @property
+    def n_limit(self) -> int:
+        """The largest ``n`` a request may ask for."""
+        return self.max_n if self.max_n is not None else min(16, self.max_batch)
 
     @property
     def exposed(self) -> bool:

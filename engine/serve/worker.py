@@ -156,6 +156,7 @@ class Worker:
             else:
                 keep.append(r)
         self.rows = keep
+        self.metrics.running = len(keep)
 
     def _admit(self) -> None:
         jobs = self.queue.take(self.max_batch - len(self.rows), idle=not self.rows)
