@@ -23,6 +23,8 @@ INSTALL_REQUIRES = [
     "datasketch>=2.0,<3",    # curation: MinHash LSH near-dedup (tested with 2.0.0)
     "trl>=1.16,<2",          # train: SFTTrainer (tested with 1.16.0)
     "peft>=0.21,<1",         # train: --lora (tested with 0.21.2)
+    "fastapi>=0.165,<1",     # serve: the HTTP API (tested with 0.165.0)
+    "uvicorn>=0.54,<1",      # serve: the ASGI server (tested with 0.54.0)
 ]
 
 setup(
@@ -38,7 +40,8 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "gpu": ["flash-attn>=2.5", "bitsandbytes>=0.43"],
-        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.17,<0.18"],
+        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.17,<0.18",
+                "openai>=3.57,<4"],  # the real client of the server tests (tested with 3.57.0)
     },
     entry_points={"console_scripts": ["ttscale=engine.cli.main:main"]},
 )

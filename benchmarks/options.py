@@ -88,6 +88,28 @@ class PRMMemoryOptions:
 
 
 @dataclass(frozen=True)
+class ServeBenchOptions:
+    """What ``ttscale bench serve`` runs."""
+
+    model: str = field(default="smollm2-135m", metadata={"help": "embedded name, local directory, GGUF file or hub id"})
+    concurrency: tuple[int, ...] = field(default=(1, 8, 32), metadata={
+        "help": "concurrent clients per level; 1 (the same requests one at a time) is the baseline and always runs"})
+    requests: int = field(default=32, metadata={"help": "requests per level (the same set at every level)"})
+    budgets: tuple[int, ...] = field(default=(16, 32, 48), metadata={"help": "max_thinking_tokens, cycled over the requests"})
+    max_answer_tokens: int = field(default=16, metadata={"help": "answer cap of every request"})
+
+    def __post_init__(self):
+        for name in ("requests", "max_answer_tokens"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"`{name}` must be an integer >= 1, got {v!r}")
+        if not self.concurrency or any(c < 1 for c in self.concurrency):
+            raise ConfigError(f"`concurrency` levels must be integers >= 1, got {list(self.concurrency)}")
+        if not self.budgets or any(b < 1 for b in self.budgets):
+            raise ConfigError(f"`budgets` must be integers >= 1, got {list(self.budgets)}")
+
+
+@dataclass(frozen=True)
 class GradingOptions:
     """What ``ttscale bench grading`` runs (no model, no timing: true- and false-positive rates)."""
 
@@ -115,9 +137,12 @@ PRM_MEMORY = Benchmark(CommandConfig(PRMMemoryOptions, titles={PRMMemoryOptions:
 GRADING = Benchmark(CommandConfig(GradingOptions, titles={GradingOptions: "benchmark"}), "benchmarks.grading.extraction:main",
                     "answer extraction graded on templated positives and negatives vs math-verify alone and s1's rule")
 
+SERVE = Benchmark(command_config(ServeBenchOptions, repeats=1), "benchmarks.speed.serve:main",
+                  "ttscale serve under C concurrent streaming clients vs the same requests one at a time")
+
 DECONTAM = Benchmark(CommandConfig(DecontamOptions, titles={DecontamOptions: "benchmark"}), "benchmarks.curation.decontam:main",
                      "s1's 8-gram decontamination and exact / MinHash near dedup of a 59K-question pool")
 
 # ``ttscale bench NAME``, in the order its help lists them.
-BENCHMARKS = {"budget": BUDGET, "search": SEARCH, "kv-cache": KV_CACHE, "prm-memory": PRM_MEMORY, "grading": GRADING,
-              "decontam": DECONTAM}
+BENCHMARKS = {"budget": BUDGET, "search": SEARCH, "kv-cache": KV_CACHE, "prm-memory": PRM_MEMORY, "serve": SERVE,
+              "grading": GRADING, "decontam": DECONTAM}

@@ -20,11 +20,16 @@ import sys
 import threading
 from dataclasses import replace
 
+import uvicorn
+
 from engine.cli.flags import SERVE
+from engine.engine import ThinkingEngine
 from engine.errors import TTScaleError
 from engine.formats import FormatConfig
 from engine.logits.sampling import SamplingConfig
 from engine.model_config import ModelConfig
+from engine.search.prm import ModelPRM, VerifierPRM, load_prm
+from engine.serve.app import Server, create_app
 from engine.serve.options import ServeOptions
 
 
@@ -45,8 +50,6 @@ def bind(host: str, port: int) -> socket.socket:
 
 def _prm(opts: ServeOptions, model: ModelConfig, policy):
     """The scorer of search requests: a verifier, a PRM model, or None (the policy itself under the protocol)."""
-    from engine.search.prm import ModelPRM, VerifierPRM, load_prm
-
     if opts.verifier:
         return VerifierPRM.from_spec(opts.verifier), f"verifier {opts.verifier}"
     if opts.prm is None or opts.prm == model.model:
@@ -65,17 +68,9 @@ def run(args) -> int:
         opts = replace(opts, api_key=os.environ["TTSCALE_API_KEY"])
     fmt.thinking_format()
     if opts.verifier:
-        from engine.search.prm import VerifierPRM
-
         VerifierPRM.from_spec(opts.verifier)  # imported now: a bad module:function fails before the model loads
     sock = bind(opts.host, opts.port)
     host, port = sock.getsockname()[:2]
-
-    import uvicorn
-
-    from engine.engine import ThinkingEngine
-    from engine.serve.app import Server, create_app
-
     engine = ThinkingEngine.from_config(model_cfg, fmt)
     prm, prm_line = _prm(opts, model_cfg, engine)
     name = opts.served_model_name or model_cfg.model
@@ -90,32 +85,26 @@ def run(args) -> int:
     print(f"ttscale serve: listening on http://{shown}:{port} (max batch {opts.max_batch}, queue {opts.max_queue}"
           f"{', API key required' if opts.api_key else ''}); Ctrl-C or SIGTERM stops after in-flight requests",
           file=sys.stderr, flush=True)
-    server_class = _graceful_server_class()
     config = uvicorn.Config(app, log_level="info" if opts.log_requests else "warning", access_log=opts.log_requests,
                             timeout_graceful_shutdown=opts.shutdown_timeout, lifespan="on")
     logging.getLogger("ttscale.serve").setLevel(logging.INFO)
-    server_class(config).run(sockets=[sock])
+    GracefulServer(config).run(sockets=[sock])
     print("ttscale serve: stopped after finishing in-flight requests", file=sys.stderr)
     return 0
 
 
-def _graceful_server_class():
-    import uvicorn
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, except that a SIGTERM / Ctrl-C it handled gracefully ends the process with status 0 (uvicorn
+    re-raises the signal after shutting down, so the process would die of it)."""
 
-    class GracefulServer(uvicorn.Server):
-        """uvicorn's server, except that a SIGTERM / Ctrl-C that it handled gracefully ends the process with status 0
-        (uvicorn re-raises the signal after shutting down, so the process would die of it)."""
-
-        @contextlib.contextmanager
-        def capture_signals(self):
-            if threading.current_thread() is not threading.main_thread():
-                yield
-                return
-            old = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
-            try:
-                yield
-            finally:
-                for s, handler in old.items():
-                    signal.signal(s, handler)
-
-    return GracefulServer
+    @contextlib.contextmanager
+    def capture_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        old = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)

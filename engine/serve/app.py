@@ -31,6 +31,9 @@ from engine.errors import TTScaleError
 from engine.formats import get_format
 from engine.logits.budget_state import BudgetTokens
 from engine.logits.sampling import SamplingConfig
+from engine.search.config import SearchConfig
+from engine.search.searcher import Searcher
+from engine.search.select import choose_index
 from engine.serve.jobs import Delta, Done, Failed, Job, JobQueue, QueueFull
 from engine.serve.metrics import Metrics
 from engine.serve.options import ServeOptions
@@ -96,8 +99,6 @@ class Server:
         return self._tokens[key]
 
     def _searcher(self, job: Job):
-        from engine.search import Searcher
-
         key = (job.search, job.sampling, job.budget)
         if key not in self._searchers:
             budget = job.budget if (job.budget.forces_thinking or job.budget.max_answer_tokens) else None
@@ -131,8 +132,6 @@ class Server:
             tokens = self.budget_tokens(spec)
             search, prompt = None, None
             if spec.search is not None:
-                from engine.search.config import SearchConfig
-
                 search, prompt = search_config(spec.search, SearchConfig()), question
             out.append(Job(ids, spec.n, spec.budget, tokens, spec.sampling, max_tokens, spec.stop, spec.logprobs,
                            spec.top_logprobs, emit_for(i), search=search, search_prompt=prompt,
@@ -342,8 +341,6 @@ def _legacy_logprobs(entries: list[dict]) -> dict:
 
 
 def _search_reply(server: Server, kind: str, rid: str, job: Job, search: tuple, prompt_tokens: int) -> dict:
-    from engine.search.select import choose_index
-
     _, result, wall = search
     rule = job.search.answer_rule
     answers = [c.answer for c in result.completions]

@@ -19,7 +19,7 @@ maximum), ``num_ignore``, ``ignore_str``, ``final_answer_str``, ``max_answer_tok
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -309,8 +309,6 @@ def _check_search(req: _Common) -> None:
 def search_config(s: SearchRequest, base: SearchConfig) -> SearchConfig:
     """The server's :class:`SearchConfig` with a request's choices applied (``beam_width`` defaults to
     ``min(n, base.beam_width)`` so that ``n`` alone is always valid). Refuses what :class:`SearchConfig` refuses."""
-    from dataclasses import replace
-
     width = s.beam_width if s.beam_width is not None else min(s.n, base.beam_width)
     changes = {"strategy": s.strategy, "n": s.n, "beam_width": width}
     if s.max_steps is not None:
