@@ -135,7 +135,8 @@ class Server:
                 search, prompt = search_config(spec.search, SearchConfig()), question
             out.append(Job(ids, spec.n, spec.budget, tokens, spec.sampling, max_tokens, spec.stop, spec.logprobs,
                            spec.top_logprobs, emit_for(i), search=search, search_prompt=prompt,
-                           return_completions=bool(spec.search and spec.search.return_completions)))
+                           return_completions=bool(spec.search and spec.search.return_completions),
+                           min_answer_tokens=spec.min_answer_tokens))
         return out
 
 

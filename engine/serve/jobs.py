@@ -71,6 +71,7 @@ class Job:
     search: object = None              # SearchConfig, for a search job
     search_prompt: str | None = None   # the question a search renders itself
     return_completions: bool = False
+    min_answer_tokens: int = 0         # end of turn blocked until the answer has this many tokens
     created: float = field(default_factory=time.monotonic)
     first_token: float | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)

@@ -12,7 +12,8 @@ with an OpenAI-style error object (:func:`error_body`) and the server keeps serv
 
 Field names follow OpenAI's chat and completions APIs, plus the thinking fields users know from other servers
 (REFERENCE §8): ``min_thinking_tokens`` / ``max_thinking_tokens`` (SGLang), ``thinking_token_budget`` (vLLM, a
-maximum), ``num_ignore``, ``ignore_str``, ``final_answer_str``, ``max_answer_tokens`` and ``format``, and the
+maximum), ``num_ignore``, ``ignore_str``, ``final_answer_str``, ``max_answer_tokens``, ``min_answer_tokens`` (default
+1: a reply never ends with an empty answer; 0 gives ``ThinkingEngine.generate``'s behaviour) and ``format``, and the
 ``search`` extension (best-of-n, weighted, majority, beam, dvts).
 """
 
@@ -102,6 +103,7 @@ class _Common(_Strict):
     ignore_str: str | list[str] | None = None
     final_answer_str: str | None = None
     max_answer_tokens: int | None = None
+    min_answer_tokens: int | None = None
     format: str | None = None
     search: SearchRequest | None = None
 
@@ -138,6 +140,7 @@ class Spec:
     logprobs: bool
     top_logprobs: int
     format: str | None                      # None: the server's format
+    min_answer_tokens: int = 1              # end of turn is blocked until the answer has this many tokens
     search: SearchRequest | None = None
     raw: dict = field(default_factory=dict)
 
@@ -221,6 +224,10 @@ def parse_request(data: dict, kind: str, *, default_sampling: SamplingConfig, ma
     if req.format is not None and req.format not in FORMATS:
         raise RequestError(f"`format` {req.format!r} is unknown; use one of {', '.join(FORMATS)}", param="format",
                            code="invalid_value")
+    _check_int(req.min_answer_tokens, "min_answer_tokens", 0)
+    if req.min_answer_tokens and req.max_answer_tokens is not None and req.min_answer_tokens > req.max_answer_tokens:
+        raise RequestError(f"`min_answer_tokens` ({req.min_answer_tokens}) is larger than `max_answer_tokens` "
+                           f"({req.max_answer_tokens})", param="min_answer_tokens", code="invalid_value")
     budget = _budget(req)
     sampling = _sampling(req, default_sampling)
     if req.search is not None:
@@ -233,6 +240,7 @@ def parse_request(data: dict, kind: str, *, default_sampling: SamplingConfig, ma
         raise RequestError("`stream_options` needs `stream: true`", param="stream_options", code="invalid_value")
     common = dict(n=req.n, budget=budget, sampling=sampling, max_tokens=max_tokens, stop=stop, stream=req.stream,
                   include_usage=include_usage, logprobs=logprobs, top_logprobs=top, format=req.format,
+                  min_answer_tokens=1 if req.min_answer_tokens is None else req.min_answer_tokens,
                   search=req.search, raw=data)
     if kind == "chat":
         if not req.messages:

@@ -5,7 +5,8 @@ Each iteration of :meth:`Worker.step`:
     1. admit    take queued jobs while rows are free (``max_batch``); prefill each prompt once through the
                 prefix cache (a shared prefix is not recomputed), fork it into the job's ``n`` rows
     2. choose   logits of every running row (B, V) -> the row's warpers (temperature, top-p) -> its budget machine
-                (force a token / block the end tokens / nothing) -> argmax or a draw from the row's own generator
+                (force a token / block the end tokens / nothing; end tokens also blocked until the answer has
+                ``min_answer_tokens``) -> argmax or a draw from the row's own generator
     3. emit     the token's text to its channel (thinking -> ``reasoning``, answer -> ``content``; the delimiter and
                 end tokens to neither), its logprob under the model's raw distribution, and ``Done`` for rows that
                 ended: an end token, ``max_tokens``, a stop string, or the job cancelled (its client left)
@@ -215,7 +216,7 @@ class Worker:
             if action.force is not None:
                 chosen.append(action.force)
                 continue
-            if action.block_end:
+            if action.block_end or (m.phase == ANSWER and m.state.answer_tokens < r.job.min_answer_tokens):
                 row = row.clone()
                 row[0, end_index] = float("-inf")
             if r.greedy:
