@@ -10,9 +10,17 @@ import socket
 
 import httpx2 as httpx  # the HTTP client the openai package itself uses
 import pytest
+from conftest import run_cli
 from openai import AsyncOpenAI, OpenAI
+from served import Served, wait_for
 
-from tests.engine.serve.conftest import Served, wait_for
+
+@pytest.fixture(scope="module")
+def tiny_server(chat_model_dir):
+    """A server on the tiny random model (a step costs milliseconds): load, faults and malformed requests."""
+    s = Served("--model", chat_model_dir, "--served-model-name", "tiny", "--max-batch", "32", "--max-queue", "128")
+    yield s
+    s.stop()
 
 
 def _health(url):
@@ -220,8 +228,6 @@ def test_api_key_is_required_when_set(chat_model_dir):
 
 
 def test_bad_flags_and_a_busy_port_fail_before_the_model_loads(capsys):
-    from tests.conftest import run_cli
-
     code, _, err = run_cli(capsys, "serve", "--port", "70000")
     assert code == 2 and "port" in err
     code, _, err = run_cli(capsys, "serve", "--host", "example.com")

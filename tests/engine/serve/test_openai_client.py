@@ -6,8 +6,17 @@ import concurrent.futures as cf
 
 import pytest
 from openai import OpenAI
+from served import Served
 
 QUESTION = [{"role": "user", "content": "What is 7 * 8?"}]
+
+
+@pytest.fixture(scope="module")
+def smol_server():
+    """A server on the real embedded model, for end-to-end replies."""
+    s = Served("--served-model-name", "smol")
+    yield s
+    s.stop()
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ the slow source of truth) gives for the same budget; the prefix cache changes no
 
 import pytest
 import torch
+from conftest import make_tiny_model
 
 from engine.engine import ThinkingEngine
 from engine.logits.budget import BudgetConfig, BudgetTokens
@@ -11,7 +12,6 @@ from engine.logits.sampling import SamplingConfig
 from engine.serve.jobs import Delta, Done, Job, JobQueue
 from engine.serve.metrics import Metrics
 from engine.serve.worker import Worker
-from tests.conftest import make_tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")
 

@@ -1,4 +1,7 @@
-"""A real ``ttscale serve`` process on a free loopback port, for tests that talk to it as clients do."""
+"""A real ``ttscale serve`` process on a free loopback port, for tests that talk to it as clients do.
+
+(Not a conftest.py: the suite imports the root ``conftest`` by that name, which a second one would shadow.)
+"""
 
 import os
 import signal
@@ -7,9 +10,7 @@ import sys
 import threading
 import time
 
-import pytest
-
-from tests.conftest import REPO
+from conftest import REPO
 
 START_TIMEOUT_S = 180
 
@@ -55,22 +56,6 @@ class Served:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-
-
-@pytest.fixture(scope="module")
-def tiny_server(chat_model_dir):
-    """A server on the tiny random model (a step costs milliseconds): load, faults and malformed requests."""
-    s = Served("--model", chat_model_dir, "--served-model-name", "tiny", "--max-batch", "32", "--max-queue", "128")
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def smol_server():
-    """A server on the real embedded model, for end-to-end replies."""
-    s = Served("--served-model-name", "smol")
-    yield s
-    s.stop()
 
 
 def wait_for(check, timeout: float = 30.0, every: float = 0.05):
