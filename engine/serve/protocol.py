@@ -20,7 +20,7 @@ maximum), ``num_ignore``, ``ignore_str``, ``final_answer_str``, ``max_answer_tok
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -142,7 +142,6 @@ class Spec:
     format: str | None                      # None: the server's format
     min_answer_tokens: int = 1              # end of turn is blocked until the answer has this many tokens
     search: SearchRequest | None = None
-    raw: dict = field(default_factory=dict)
 
 
 def parse_json(body: bytes) -> dict:
@@ -241,7 +240,7 @@ def parse_request(data: dict, kind: str, *, default_sampling: SamplingConfig, ma
     common = dict(n=req.n, budget=budget, sampling=sampling, max_tokens=max_tokens, stop=stop, stream=req.stream,
                   include_usage=include_usage, logprobs=logprobs, top_logprobs=top, format=req.format,
                   min_answer_tokens=1 if req.min_answer_tokens is None else req.min_answer_tokens,
-                  search=req.search, raw=data)
+                  search=req.search)
     if kind == "chat":
         if not req.messages:
             raise RequestError("`messages` is empty; send at least one message", param="messages", code="invalid_value")

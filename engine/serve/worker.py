@@ -47,12 +47,13 @@ FINISH = {"stop": "stop", "stop_in_thinking": "stop", "max_answer": "length", "l
 class _Row:
     """One choice of one job: its branch, budget machine, sampler state and the text released so far."""
 
-    __slots__ = ("job", "index", "branch", "machine", "greedy", "gen", "warp_key", "generated", "text", "stops",
-                 "injected", "done")
+    __slots__ = ("job", "index", "branch", "machine", "end_index", "greedy", "gen", "warp_key", "generated", "text",
+                 "stops", "injected", "done")
 
     def __init__(self, job: Job, index: int, branch, tokenizer, device):
         self.job, self.index, self.branch = job, index, branch
         self.machine = BudgetMachine(job.budget, job.tokens)
+        self.end_index = torch.tensor(list(job.tokens.end_set), device=device)  # (E,) built once, read every step
         self.greedy = job.sampling.greedy
         self.gen = None
         if not self.greedy:
@@ -207,7 +208,7 @@ class Worker:
         for i, r in enumerate(rows):
             m = r.machine
             row = scores[i: i + 1]                                                  # (1, V)
-            end_index = torch.tensor(list(m.tokens.end_set), device=scores.device)
+            end_index = r.end_index
             check = None
             if m.needs_end_check():
                 lse = None if r.greedy else torch.logsumexp(row, dim=-1)
