@@ -266,6 +266,7 @@ class ThinkingEngine:
             if pos < len(proc.top):
                 vals, idx = proc.top[pos]
                 rec["top"] = [[int(i), tok.decode([int(i)]), round(float(v), 6)] for v, i in zip(vals[row], idx[row])]
+                rec["entropy"] = round(float(proc.entropy[pos][row]), 6)
             if pos in st.suppressed:
                 sup = st.suppressed[pos]
                 rec["suppressed_end"] = {"id": sup["token"], "text": tok.decode([sup["token"]]), "p_end": round(sup["p_end"], 6)}

@@ -215,3 +215,15 @@ def write_json_atomic(path: str, obj, *, indent: int | None = None, sort_keys: b
     temporary files. A missing or unwritable folder raises ``OSError``."""
     text = json.dumps(obj, ensure_ascii=False, indent=indent, sort_keys=sort_keys)
     _write_atomic(path, lambda fh: fh.write(text + "\n"), tag)
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a fsynced temporary file and a rename (readers see the old file or the new
+    one). Refuses a folder that does not exist and an unwritable location, in one sentence."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise TTScaleError(f"{path}: the folder {folder} does not exist; create it or give another path")
+    try:
+        _write_atomic(path, lambda fh: fh.write(text))
+    except OSError as exc:
+        raise TTScaleError(f"{path}: cannot write it ({exc.__class__.__name__}: {exc}); give a writable file path") from exc

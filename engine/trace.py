@@ -5,13 +5,14 @@ record per generated token::
 
     {"type": "token", "prompt_index": 0, "position": 17, "id": 33359, "text": "Wait",
      "phase": "thinking", "kind": "thinking", "source": "forced", "reason": "min_budget",
-     "prob": 0.0012, "top": [[1, "<|im_start|>", 0.83], ...],
+     "prob": 0.0012, "entropy": 0.71, "top": [[1, "<|im_start|>", 0.83], ...],
      "suppressed_end": {"id": 1, "text": "<|im_start|>", "p_end": 0.86}}
 
 ``phase`` is the phase the token was produced in; ``kind`` is what it counts as (thinking, delimiter, answer,
 end). ``source`` is ``sampled`` or ``forced``; ``reason`` says why a token was forced (``min_budget``,
 ``ignore``, ``max_budget``, ``delimiter``, ``end_of_turn``, ``max_answer``) or that the model chose to end
-(``model_end``). ``prob`` is the probability the model's final distribution gave the token, forced or not.
+(``model_end``). ``prob`` is the probability the model's final distribution gave the token, forced or not;
+``entropy`` (nats) and ``top`` (the k likeliest tokens as ``[id, text, p]``) describe that same distribution.
 ``suppressed_end`` marks the first injected token where an attempt to end thinking was replaced, with the
 probability the model had put on ending there.
 """
@@ -19,7 +20,7 @@ probability the model had put on ending there.
 from __future__ import annotations
 
 from engine.errors import TTScaleError
-from engine.jsonl import read_jsonl, write_jsonl_atomic
+from engine.jsonl import JsonlStats, read_jsonl, write_jsonl_atomic
 
 REASON_LABELS = {"min_budget": "min", "ignore": "ignore", "max_budget": "cap", "delimiter": "delim",
                  "end_of_turn": "eot→delim", "max_answer": "answer cap"}
@@ -39,15 +40,16 @@ HEADER_FIELDS = ("prompt_index", "prompt", "thinking_tokens", "answer_tokens", "
 TOKEN_FIELDS = ("prompt_index", "position", "id", "text", "phase", "kind", "source", "reason")
 
 
-def read_trace(path: str) -> list[dict]:
+def read_trace(path: str, stats: JsonlStats | None = None) -> list[dict]:
     """Read a trace file and check every record's shape.
 
     Refuses a missing file, a line that is not a JSON object, a record whose ``type`` is not ``generation`` or
     ``token``, a record missing one of its fields, and token records of a prompt that has no header — each in one
     sentence naming the file and the record. A trace cut short (fewer token records than its header's
-    ``generated_tokens``) is read; :func:`render_trace` says so in that prompt's header.
+    ``generated_tokens``) is read; :func:`render_trace` says so in that prompt's header. ``stats`` (optional) tells
+    whether a torn last line was left out.
     """
-    records = read_jsonl(path, what="trace file", hint="was it written by ttscale --trace?")
+    records = read_jsonl(path, what="trace file", hint="was it written by ttscale --trace?", stats=stats)
     heads = set()
     for n, rec in enumerate(records, 1):
         kind = rec.get("type")

@@ -11,6 +11,7 @@ name resolves).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from benchmarks.eval.config import DEFAULT_BUDGETS, DEFAULT_N, METHODS, EvalConfig
@@ -174,6 +175,42 @@ def add_trace(sub) -> None:
     ts.set_defaults(func="engine.cli.trace:run")
 
 
+# ─── view ─────────────────────────────────────────────────────────────────────────────────────────────────────────────
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """What ``view`` reads and where it writes the page."""
+
+    path: str = field(default="", metadata={"help": "a trace .jsonl (--trace), a search tree .json (--tree), or an eval / curation "
+                                                    "output directory", "positional": True, "nargs": None, "metavar": "FILE_OR_DIR"})
+    out: str | None = field(default=None, metadata={"help": "the HTML file to write (default: FILE_OR_DIR with .html, or "
+                                                            "DIR/view.html for a directory)", "metavar": "PAGE.html"})
+
+    def __post_init__(self):
+        if self.out is not None and not self.out.endswith((".html", ".htm")):
+            raise ConfigError(f"`out` {self.out!r} must end in .html: the page is one self-contained HTML file")
+
+    def page_path(self) -> str:
+        """Where the page goes: ``out``, else beside the input (``trace.jsonl`` -> ``trace.html``, ``DIR/view.html``)."""
+        if self.out:
+            return self.out
+        if os.path.isdir(self.path):
+            return os.path.join(self.path, "view.html")
+        return os.path.splitext(self.path)[0] + ".html"
+
+
+VIEW = CommandConfig(ViewOptions, titles={ViewOptions: "view"})
+
+
+def add_view(sub) -> None:
+    """Register ``view`` on the ``ttscale`` subcommands."""
+    v = sub.add_parser("view", help="turn a trace, a search tree or an eval / curation run into one self-contained HTML page",
+                       description="Write one HTML page (no network needed to open it) showing a token-level trace, a search "
+                                   "tree, an eval run's scaling curves and samples, or a curation report.")
+    VIEW.add_to(v)
+    v.set_defaults(func="engine.cli.view:run")
+
+
 # ─── bench ────────────────────────────────────────────────────────────────────────────────────────────────────────────
 
 def add_bench(sub) -> None:
@@ -285,4 +322,4 @@ def add_serve(sub) -> None:
 
 
 # The commands, in the order ``ttscale --help`` lists them.
-COMMANDS = (add_generate, add_search, add_eval, add_trace, add_curate, add_train, add_recipe, add_serve, add_bench)
+COMMANDS = (add_generate, add_search, add_eval, add_trace, add_view, add_curate, add_train, add_recipe, add_serve, add_bench)

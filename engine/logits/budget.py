@@ -49,6 +49,13 @@ __all__ = ["ANSWER", "ANSWER_PREFIX", "BLOCK_END", "DELIMITER", "END", "DONE", "
            "BudgetMachine", "BudgetTokens", "EndCheck", "Forced", "RowState", "apply_actions", "end_checks"]
 
 
+def entropy(scores: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
+    """(B,) entropy in nats of ``softmax(scores)``; tokens a warper removed (-inf) count as probability 0."""
+    logp = scores.float() - lse[:, None]                                                   # (B, V)
+    p = logp.exp()
+    return -(p * torch.where(p > 0, logp, torch.zeros_like(logp))).sum(-1)
+
+
 def end_checks(scores: torch.Tensor, lse: torch.Tensor | None, end_index: torch.Tensor, greedy: bool,
                generator: torch.Generator | None) -> list[EndCheck]:
     """Per row of (B, V) final ``scores``: would the sampler end thinking now, with which end token, and P(end).
@@ -154,6 +161,7 @@ class BudgetForcingProcessor(LogitsProcessor):
         self._gen = None
         self._prev = None               # (scores, lse) of the last call, to read chosen-token probabilities
         self.top: list = []             # per call: (values, indices) of the top-k, for the trace
+        self.entropy: list = []         # per call: (B,) entropy in nats of the distribution, for the trace
 
     @property
     def states(self) -> list[RowState] | None:
@@ -188,6 +196,7 @@ class BudgetForcingProcessor(LogitsProcessor):
         if self.trace_top_k:
             vals, idx = torch.topk(scores.float(), self.trace_top_k, dim=-1)                # (B, k)
             self.top.append(((vals - lse[:, None]).exp().cpu(), idx.cpu()))
+            self.entropy.append(entropy(scores, lse).cpu())
         asks = [m.needs_end_check() for m in self.machines]
         checks = end_checks(scores, lse, self._end_index, self.greedy, self._gen) if any(asks) else None
         actions = [m.decide(checks[i] if ask else None) for i, (m, ask) in enumerate(zip(self.machines, asks))]

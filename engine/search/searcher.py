@@ -398,7 +398,19 @@ class Searcher:
                                     score=node.score, finish_reason=node.end, tokens=len(tree.path_tokens(n)), node=n, budget=budget))
         comps.sort(key=lambda c: -(c.score if c.score is not None else float("-inf")))
         answers, scores = [c.answer for c in comps], [c.score for c in comps]
+        answer, tally = choose_answer(answers, scores, self.config.answer_rule), votes(answers, scores)
+        chosen = next((c.node for c in comps if c.answer == answer), comps[0].node if comps else None)
+        counts: dict[str, dict] = {}
+        for c in comps:
+            row = counts.setdefault(str(c.answer), {"count": 0, "score_sum": 0.0, "best": None})
+            row["count"] += 1
+            if c.score is not None:
+                row["score_sum"] += c.score
+                row["best"] = c.score if row["best"] is None else max(row["best"], c.score)
+        tree.problems[p.index].update(strategy=self.config.strategy, n=self.config.n, beam_width=self.config.beam_width,
+                                      answer=answer, votes=tally, answers=counts, chosen=chosen,
+                                      completions=[c.node for c in comps])
         return SearchResult(
-            question=p.question, strategy=self.config.strategy, answer=choose_answer(answers, scores, self.config.answer_rule),
-            completions=comps, votes=votes(answers, scores), policy_forward_tokens=p.forward, tree_tokens=tree.tokens(p.index),
+            question=p.question, strategy=self.config.strategy, answer=answer,
+            completions=comps, votes=tally, policy_forward_tokens=p.forward, tree_tokens=tree.tokens(p.index),
             prm_forward_tokens=p.prm_tokens, peak_kv_bytes=peak, wall_s=wall, problem=p.index, tree=tree)

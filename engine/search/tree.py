@@ -12,6 +12,13 @@ the sum over its nodes: ``tokens(problem)``. Statuses: ``root``; ``open`` (just 
 ``kept`` (survived a selection and was expanded); ``pruned`` (lost a selection); ``duplicate`` (same text as an
 earlier candidate of its group); ``finished`` (a completion: it ended with an end token or at the last step);
 ``lookahead`` (scored, then thrown away). Search-and-learn never stores this tree (REFERENCE §3, issue #51).
+
+Each problem's entry holds its ``question`` and ``root``; once its search is over the searcher adds the outcome:
+``strategy``, ``n``, ``beam_width``, ``answer`` (the chosen answer), ``votes`` (the answer each rule — best,
+majority, weighted — would pick), ``answers`` (answer -> ``{"count", "score_sum", "best"}`` over the completions;
+``"None"`` for completions without an answer),
+``completions`` (finished node ids, best score first) and ``chosen`` (the best-scored completion giving ``answer``:
+the path ``ttscale view`` highlights).
 """
 
 from __future__ import annotations
