@@ -383,7 +383,11 @@
     for (const name of series) {
       const g = pts.filter((s) => s.series === name).sort((a, b) => a.x - b.x);
       o.push(`<polyline fill="none" stroke="${colorOf(name)}" stroke-width="1.8" points="${g.map((s) => `${X(xv(s))},${Y(s.accuracy)}`).join(" ")}"></polyline>`);
-      for (const s of g) o.push(`<line stroke="${colorOf(name)}" x1="${X(xv(s))}" x2="${X(xv(s))}" y1="${Y(s.ci_low)}" y2="${Y(s.ci_high)}"></line>`);
+      for (const s of g) {
+        const x = X(xv(s)), c = colorOf(name);
+        o.push(`<path stroke="${c}" fill="none" d="M${x},${Y(s.ci_low)}V${Y(s.ci_high)}M${x - 4},${Y(s.ci_low)}h8M${x - 4},${Y(s.ci_high)}h8"></path>`);
+        if (!log) o.push(`<text x="${x + 7}" y="${Y(s.accuracy) - 7}" style="fill:${c};font-size:9.5px">${esc(settingLabel(Object.fromEntries(Object.entries(s.setting).filter(([k]) => k !== "n"))))}</text>`);
+      }
     }
     for (const s of pts) o.push(`<circle class="pt" data-k="${s._k}" data-method="${esc(s.method)}" data-setting="${esc(canon(s.setting))}" cx="${X(xv(s))}" cy="${Y(s.accuracy)}" r="5.5" fill="${colorOf(s.series)}"></circle>`);
     o.push("</svg>");
