@@ -8,7 +8,7 @@ import sys
 from engine.cli.common import check_output_file
 from engine.cli.flags import VIEW, ViewOptions
 from engine.jsonl import write_text_atomic
-from engine.view.load import load_view
+from engine.view.load import check_source, load_view
 from engine.view.page import render_page
 
 
@@ -16,6 +16,7 @@ def run(args) -> int:
     """``ttscale view``: read and check the input (one sentence when it is none of the four kinds), then write the
     page atomically and say where it is. Refuses an unwritable ``--out`` before reading anything."""
     opts = VIEW.build(args)[ViewOptions]
+    check_source(opts.path)
     out = opts.page_path()
     check_output_file(out, "--out")
     view = load_view(opts.path)

@@ -5,6 +5,8 @@
     GET  /v1/models             the one model served
     GET  /health                200 while the model loop is alive (no key needed)
     GET  /metrics               Prometheus text: queue depth, running rows, tokens/s, time to first token (no key needed)
+    GET  /view                  the viewer (``ttscale view``'s page, empty): open a trace, a search tree, an eval run's
+                                metrics.json + samples.jsonl or a curation report.json in it; files stay in the browser
 
 A handler checks everything (``engine.serve.protocol``, then the model name and the prompt against the context),
 queues one :class:`~engine.serve.jobs.Job` per prompt and turns the loop's events into OpenAI's JSON: one
@@ -24,7 +26,7 @@ import uuid
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import TTScaleError
@@ -39,6 +41,7 @@ from engine.serve.metrics import Metrics
 from engine.serve.options import ServeOptions
 from engine.serve.protocol import RequestError, Spec, error_body, parse_json, parse_request, search_config
 from engine.serve.worker import Worker
+from engine.view.page import render_page
 
 RETRY_AFTER_S = 1
 
@@ -227,6 +230,10 @@ def create_app(server: Server) -> FastAPI:
     @app.get("/metrics")
     async def metrics():
         return PlainTextResponse(server.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/view")
+    async def view():
+        return HTMLResponse(render_page(None))
 
     @app.get("/v1/models")
     async def models(request: Request):

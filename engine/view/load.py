@@ -57,9 +57,7 @@ def load_view(path: str) -> View:
     Refuses, in one sentence naming the path: a path that does not exist, an empty directory, a directory or file
     that is none of the four kinds, and a file of a known kind whose records are malformed.
     """
-    if not os.path.exists(path):
-        raise TTScaleError(f"{path}: no such file or directory; give a trace (.jsonl), a search tree (.json), "
-                           "an eval run directory or a curation output directory")
+    check_source(path)
     if os.path.isdir(path):
         return _load_dir(path)
     name = os.path.basename(path)
@@ -78,6 +76,13 @@ def load_view(path: str) -> View:
     raise TTScaleError(f"{path}: not something ttscale view shows: it is neither a trace (JSONL of generation/token "
                        "records from --trace), a search tree (JSON with problems and nodes from --tree), nor a file of "
                        "an eval or curation output directory")
+
+
+def check_source(path: str) -> None:
+    """Refuse, in one sentence, a path that does not exist (checked before anything else is done)."""
+    if not os.path.exists(path):
+        raise TTScaleError(f"{path}: no such file or directory; give a trace (.jsonl), a search tree (.json), "
+                           "an eval run directory or a curation output directory")
 
 
 def _first_value(path: str):

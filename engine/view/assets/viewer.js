@@ -302,7 +302,7 @@
         }
       }
       const W = X0 + maxDepth * DX + 140, H = Y0 + Math.max(1, row) * DY + 10;
-      const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">`];
+      const parts = [`<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">`];
       bands.forEach((b, i) => parts.push(`<rect class="band${i % 2 ? " alt" : ""}" x="0" y="${b.y0}" width="${W}" height="${b.y1 - b.y0}"></rect>` +
         `<text class="bandlabel" x="${W - 8}" y="${b.y0 + 12}" text-anchor="end">subtree ${b.g}</text>`));
       let dn = "", dc = "";
