@@ -262,7 +262,7 @@
         `<td class="num">${fmt(tally[a].score_sum, 3)}</td><td class="num">${fmt(tally[a].best, 3)}</td>` +
         `<td>${Object.keys(rules).filter((r) => String(rules[r]) === a).join(", ")}</td></tr>`).join("");
       $("#tree-summary").innerHTML = `<div class="panel"><b>${esc(prob.question)}</b><br>` +
-        (prob.strategy ? `${esc(prob.strategy)} · N=${prob.n} · M=${prob.beam_width} · answer <b id="chosen-answer">${esc(prob.answer)}</b>` +
+        (prob.strategy ? `${esc(prob.strategy)} · N=${prob.n} · M=${prob.beam_width} · answer <b id="chosen-answer">${prob.answer == null ? "none" : esc(prob.answer)}</b>` +
           (prob.chosen != null ? ` · chosen path ends at node ${prob.chosen} (highlighted)` : "") : `<span class="muted">no outcome recorded</span>`) +
         (vrows ? `<table id="votes"><tr><th>answer</th><th class="num">votes</th><th class="num">summed score</th><th class="num">best score</th>` +
           `<th>picked by</th></tr>${vrows}</table>` : "") + `</div>`;
@@ -494,9 +494,12 @@
     for (const e of THINK_ENDS) { const at = text.indexOf(e); if (at >= 0) return [text.slice(0, at), text.slice(at + e.length)]; }
     return ["", text];
   }
-  const parseLines = (text) => text.split("\n").filter((l) => l.trim()).map((l, i) => {
-    try { return JSON.parse(l); } catch (e) { throw new Error(`line ${i + 1} is not JSON`); }
-  });
+  const parseLines = (text) => {   // a torn last line (a writer killed mid-record) is left out, as in Python
+    const lines = text.split("\n").filter((l) => l.trim());
+    return lines.map((l, i) => {
+      try { return JSON.parse(l); } catch (e) { if (i === lines.length - 1 && !text.endsWith("\n")) return null; throw new Error(`line ${i + 1} is not JSON`); }
+    }).filter((r) => r !== null);
+  };
 
   function fromFiles(files) {   // {name: text} -> a view, the same shapes engine/view/load.py builds
     const names = Object.keys(files);
@@ -520,7 +523,8 @@
     let whole = null;
     try { whole = JSON.parse(text); } catch (e) { whole = null; }
     if (whole && whole.nodes && whole.problems) return { kind: "tree", title: "search tree · " + name, source: name, data: whole, warnings: [] };
-    const recs = parseLines(text);
+    let recs = [];
+    try { recs = parseLines(text); } catch (e) { recs = []; }
     if (recs.length && (recs[0].type === "generation" || recs[0].type === "token")) {
       const prompts = [], byIdx = new Map(), warnings = [];
       for (const r of recs) {
