@@ -36,12 +36,14 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["engine", "engine.*", "train", "train.*", "curation", "curation.*",
                                     "benchmarks", "benchmarks.*"]),
-    package_data={"train": ["accelerate/*.yaml"]},  # the shipped accelerate configs (train/launch.py: config_path)
+    package_data={"train": ["accelerate/*.yaml"],  # the shipped accelerate configs (train/launch.py: config_path)
+                  "engine.view": ["assets/*.js", "assets/*.css"]},  # the viewer page's script and stylesheet
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "gpu": ["flash-attn>=2.5", "bitsandbytes>=0.43"],
         "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.17,<0.18",
-                "openai>=3.57,<4"],  # the real client of the server tests (tested with 3.57.0)
+                "openai>=3.57,<4",       # the real client of the server tests (tested with 3.57.0)
+                "playwright>=1.65,<2"],  # drives Debian's Chromium in the viewer tests (tested with 1.65.2)
     },
     entry_points={"console_scripts": ["ttscale=engine.cli.main:main"]},
 )

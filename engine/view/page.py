@@ -47,6 +47,6 @@ def render_page(view: View | None) -> str:
     except ValueError as exc:
         raise TTScaleError(f"{view.source}: holds a value JSON cannot carry ({exc}); regenerate the file") from exc
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<link rel=\"icon\" href=\"data:,\">\n"
             f"<title>{escape(title)}</title>\n<style>\n{asset('viewer.css')}</style>\n</head>\n"
             f"<body>\n<div id=\"app\"></div>\n{data}<script>\n{asset('viewer.js')}</script>\n</body></html>\n")

@@ -3,8 +3,11 @@
 import json
 
 import pytest
+import torch
 
+from engine.engine import ThinkingEngine
 from engine.errors import TTScaleError
+from engine.logits.budget_state import BudgetConfig
 from engine.trace import read_trace, render_trace
 
 HEAD = {"type": "generation", "prompt_index": 0, "prompt": "Q", "thinking_tokens": 2, "answer_tokens": 1, "waits_injected": 0,
@@ -46,3 +49,21 @@ def test_records_of_the_wrong_shape_are_refused(tmp_path, records, message):
     with pytest.raises(TTScaleError) as err:
         read_trace(path)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_trace_probability_entropy_and_top_k_match_a_plain_forward(tiny_model, tokenizer):
+    """The slow source of truth: one forward pass over prompt + generated tokens. Greedy, no warpers, so the
+    distribution the trace describes is softmax of the raw logits at each position (forced tokens included)."""
+    engine = ThinkingEngine(tiny_model, tokenizer, format="s1")
+    [res] = engine.generate(["What is 2 + 3?"], budget=BudgetConfig(min_thinking_tokens=6, max_thinking_tokens=12,
+                                                                   max_answer_tokens=4), trace=True, trace_top_k=3)
+    head, toks = res.trace[0], res.trace[1:]
+    prompt = tokenizer(head["rendered_prompt"], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    ids = torch.cat([prompt, torch.tensor([[t["id"] for t in toks]])], dim=1)
+    with torch.no_grad():
+        logp = torch.log_softmax(tiny_model(ids).logits[0, prompt.shape[1] - 1:-1].double(), dim=-1)
+    ent = -(logp.exp() * logp).sum(-1)
+    for k, t in enumerate(toks):
+        assert abs(t["entropy"] - float(ent[k])) < 1e-3, k
+        assert abs(t["prob"] - float(logp[k, t["id"]].exp())) < 1e-4, k
+        assert [a[0] for a in t["top"]] == logp[k].topk(3).indices.tolist(), k

@@ -4,9 +4,11 @@ answers 429; SIGTERM lets in-flight requests finish. Every wait is bounded."""
 
 import asyncio
 import json
+import os
 import random
 import re
 import socket
+import sys
 
 import httpx2 as httpx  # the HTTP client the openai package itself uses
 import pytest
@@ -237,3 +239,29 @@ def test_bad_flags_and_a_busy_port_fail_before_the_model_loads(capsys):
         busy.listen(1)
         code, _, err = run_cli(capsys, "serve", "--model", "/nonexistent/model", "--port", str(busy.getsockname()[1]))
     assert code == 2 and "cannot listen" in err
+
+
+def test_the_viewer_is_served_at_view(tiny_server, tmp_path, tokenizer):
+    """GET /view is the empty viewer; in a real browser it opens a trace file with no console error and no request
+    beyond the page itself."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "view"))
+    from artefacts import make_trace  # noqa: PLC0415  the viewer tests' helper module, found through sys.path
+    from browser import ARGS, chromium_path, need_browser  # noqa: PLC0415
+
+    r = httpx.get(tiny_server.url + "/view", timeout=10)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html") and "ttscale view" in r.text
+    records = make_trace(tmp_path / "t.jsonl", tokenizer)
+    sync_playwright = need_browser()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path(), args=ARGS)
+        page, seen, bad = b.new_page(), [], []
+        page.on("request", lambda q: seen.append(q.url))
+        page.on("console", lambda m: bad.append(m.text) if m.type == "error" else None)
+        page.goto(tiny_server.url + "/view")
+        page.wait_for_function("window.ttscaleView && window.ttscaleView.kind === 'picker'", timeout=30_000)
+        page.set_input_files("#files", str(tmp_path / "t.jsonl"))
+        page.wait_for_function("window.ttscaleView.kind === 'trace'", timeout=30_000)
+        spans = page.locator("#tokens .t").count()
+        b.close()
+    assert spans == sum(1 for x in records if x["type"] == "token" and x["prompt_index"] == 0)
+    assert bad == [] and seen == [tiny_server.url + "/view"]

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the browser fixtures are imported by name, then requested as parameters)
 """The viewer's pages in a real headless browser (Debian's Chromium via Playwright): each loads with no console
 error and no request beyond its own file, and what it draws matches the data it was made from, element for element."""
 
