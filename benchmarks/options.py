@@ -110,6 +110,20 @@ class ServeBenchOptions:
 
 
 @dataclass(frozen=True)
+class ViewBenchOptions:
+    """What ``ttscale bench view`` renders and opens in headless Chromium."""
+
+    tokens: int = field(default=50_000, metadata={"help": "token records of the synthetic trace (one prompt)"})
+    nodes: int = field(default=2_000, metadata={"help": "nodes of the synthetic DVTS search tree (root included)"})
+
+    def __post_init__(self):
+        for name in ("tokens", "nodes"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"`{name}` must be an integer >= 1, got {v!r}")
+
+
+@dataclass(frozen=True)
 class GradingOptions:
     """What ``ttscale bench grading`` runs (no model, no timing: true- and false-positive rates)."""
 
@@ -140,9 +154,12 @@ GRADING = Benchmark(CommandConfig(GradingOptions, titles={GradingOptions: "bench
 SERVE = Benchmark(command_config(ServeBenchOptions, repeats=1), "benchmarks.speed.serve:main",
                   "ttscale serve under C concurrent streaming clients vs the same requests one at a time")
 
+VIEW = Benchmark(command_config(ViewBenchOptions, repeats=3), "benchmarks.speed.view:main",
+                 "ttscale view pages of a 50,000-token trace and a 2,000-node tree: load and interaction times in Chromium")
+
 DECONTAM = Benchmark(CommandConfig(DecontamOptions, titles={DecontamOptions: "benchmark"}), "benchmarks.curation.decontam:main",
                      "s1's 8-gram decontamination and exact / MinHash near dedup of a 59K-question pool")
 
 # ``ttscale bench NAME``, in the order its help lists them.
 BENCHMARKS = {"budget": BUDGET, "search": SEARCH, "kv-cache": KV_CACHE, "prm-memory": PRM_MEMORY, "serve": SERVE,
-              "grading": GRADING, "decontam": DECONTAM}
+              "view": VIEW, "grading": GRADING, "decontam": DECONTAM}

@@ -17,7 +17,7 @@ def test_the_registry_is_torch_free():
 
 
 def test_every_benchmark_has_a_runner_and_help():
-    assert set(BENCHMARKS) == {"budget", "search", "kv-cache", "prm-memory", "serve", "grading", "decontam"}
+    assert set(BENCHMARKS) == {"budget", "search", "kv-cache", "prm-memory", "serve", "view", "grading", "decontam"}
     for name, b in BENCHMARKS.items():
         module, _, function = b.run.partition(":")
         assert module.startswith("benchmarks.") and function == "main", name
