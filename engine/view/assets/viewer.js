@@ -89,9 +89,13 @@
         `suppressed endings <b id="sup-count">${sups}</b> · waits <b>${h.waits_injected}</b> · forced stop <b>${h.forced_stop}</b> · ` +
         `finish <b>${esc(h.finish_reason)}</b> · <b id="token-count">${toks.length}</b> token records` +
         (h.cut_short ? ` <span class="warning" id="cut-short">⚠ cut short: ${toks.length} of ${h.generated_tokens} token records</span>` : "");
-      const parts = [];
-      let phase = null;
+      // Tokens go in blocks that end at a newline (or after 300 tokens): content-visibility lets the browser skip
+      // style and layout of the blocks off screen, so a 50,000-token trace opens and recolours quickly.
+      const parts = ['<div class="chunk">'];
+      let phase = null, inChunk = 0;
       for (let k = 0; k < toks.length; k++) {
+        if (inChunk >= 300 || (k > 0 && toks[k - 1].text.endsWith("\n"))) { parts.push('</div><div class="chunk">'); inChunk = 0; }
+        inChunk++;
         const t = toks[k];
         if (t.phase !== phase) { phase = t.phase; parts.push(`<span class="phase">── ${esc(phase)} ──</span>`); }
         if (t.suppressed_end) parts.push(`<span class="sup" data-i="${k}">⟂ end p=${fmt(t.suppressed_end.p_end, 2)}</span>`);
@@ -102,6 +106,7 @@
         parts.push(`<span class="${cls}" data-i="${k}">${esc(shown(t.text))}</span>`);
         if (t.source === "forced") parts.push(`<span class="why">${esc(REASONS[t.reason] || t.reason)}</span>`);
       }
+      parts.push("</div>");
       tokensBox.innerHTML = parts.join("");
       $("#detail").hidden = true;
       drawStrip();
