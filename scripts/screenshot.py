@@ -8,13 +8,11 @@ extra) and Chromium (scripts/browser.sh; or TTSCALE_CHROMIUM=/path).
 
 import argparse
 import os
-import shutil
 import sys
 
 from playwright.sync_api import sync_playwright
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
+from engine.view.browser import CHROMIUM_ARGS, chromium_path
 
 
 def main() -> int:
@@ -26,13 +24,13 @@ def main() -> int:
     p.add_argument("--width", type=int, default=1300)
     p.add_argument("--height", type=int, default=900)
     a = p.parse_args()
-    chromium = os.environ.get("TTSCALE_CHROMIUM") or shutil.which("chromium")
+    chromium = chromium_path()
     if not chromium:
         sys.exit("screenshot: Chromium is not installed; run bash scripts/browser.sh or set TTSCALE_CHROMIUM")
     if not os.path.exists(a.page):
         sys.exit(f"screenshot: {a.page}: no such file; write it with ttscale view first")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
+        browser = pw.chromium.launch(executable_path=chromium, args=list(CHROMIUM_ARGS))
         page = browser.new_page(viewport={"width": a.width, "height": a.height})
         page.goto("file://" + os.path.abspath(a.page))
         page.wait_for_function("window.ttscaleView && window.ttscaleView.ready", timeout=60_000)

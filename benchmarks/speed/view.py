@@ -39,6 +39,7 @@ from engine.errors import TTScaleError
 from engine.jsonl import write_jsonl_atomic
 from engine.search.tree import SearchTree
 from engine.trace import HEADER_FIELDS
+from engine.view.browser import CHROMIUM_ARGS, chromium_path
 from engine.view.load import load_view
 from engine.view.page import render_page
 
@@ -46,8 +47,6 @@ SPEC = options.VIEW.spec
 SEED = 0
 TARGET_MS = 2000.0        # the requirement: open in under 2 seconds
 INTERACTION_TARGET_MS = 100.0  # RAIL: a response within 100 ms feels immediate
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 LOAD_TIMEOUT_MS = 120_000
 WAIT_EVERY = 2000
 BEAM_WIDTH, SUBTREES, MAX_STEPS = 4, 16, 40
@@ -117,9 +116,9 @@ def browser() -> tuple:
     except ImportError:
         raise TTScaleError("ttscale bench view needs Playwright to drive Chromium: pip install playwright "
                            "(or pip install -e '.[dev]')") from None
-    path = os.environ.get("TTSCALE_CHROMIUM") or "/usr/bin/chromium"
-    if not os.path.exists(path):
-        raise TTScaleError(f"ttscale bench view needs Chromium, and {path} does not exist: apt-get install chromium "
+    path = chromium_path()
+    if path is None or not os.path.exists(path):
+        raise TTScaleError(f"ttscale bench view needs Chromium, and {path or 'chromium'} is not there: apt-get install chromium "
                            "(or bash scripts/browser.sh), or point TTSCALE_CHROMIUM at a Chromium binary")
     return sync_playwright, path
 
@@ -345,7 +344,7 @@ def bench(tokens: int, nodes: int, repeats: int, warmup: int) -> dict:
                  "tree_bare": lambda b: open_page(b, p["tree_bare"])}
         runs: dict[str, list[dict]] = {name: [] for name in loads}
         with sync_playwright() as pw:
-            chromium = pw.chromium.launch(executable_path=path, args=ARGS)
+            chromium = pw.chromium.launch(executable_path=path, args=list(CHROMIUM_ARGS))
             try:
                 version = chromium.version
                 for _ in range(warmup):

@@ -8,18 +8,12 @@ machine set up by the README's test command has both. Elsewhere the browser test
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
+from engine.view.browser import CHROMIUM_ARGS, chromium_path
 
-
-def chromium_path() -> str | None:
-    """TTSCALE_CHROMIUM, else Debian's chromium on PATH, else None."""
-    return os.environ.get("TTSCALE_CHROMIUM") or shutil.which("chromium") or (
-        "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+ARGS = list(CHROMIUM_ARGS)
 
 
 def need_browser():
