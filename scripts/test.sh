@@ -7,4 +7,4 @@ bash scripts/setup.sh
 bash scripts/browser.sh   # Debian's Chromium for the viewer's browser tests
 source scripts/env.sh
 "$PY" -m ruff check --quiet . || { echo "test: ruff found the problems above (fix them, or run: $PY -m ruff check --fix .)" >&2; exit 1; }
-exec "$PY" -m pytest -q -p no:cacheprovider tests "$@"
+exec "$PY" -m pytest -q -p no:cacheprovider --durations=25 tests "$@"

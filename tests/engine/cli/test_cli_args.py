@@ -18,7 +18,7 @@ from engine.logits.budget import BudgetConfig
 from engine.logits.sampling import SamplingConfig
 from engine.search.config import SearchConfig
 
-SPECS = {"generate": flags.GENERATE, "search": flags.SEARCH, "eval": flags.EVAL, "trace show": flags.TRACE,
+SPECS = {"generate": flags.GENERATE, "search": flags.SEARCH, "eval": flags.EVAL, "trace show": flags.TRACE, "view": flags.VIEW,
          **{f"bench {name}": b.spec for name, b in BENCHMARKS.items()}}
 
 
@@ -137,7 +137,7 @@ def test_every_registered_command_uses_a_command_config():
 
     walk(parser, [])
     names = {name for name, _ in leaves if name and name != "eval report"}
-    assert names == {"generate", "search", "eval", "trace show", "curate", *(f"curate {s}" for s in STAGES), "train sft", "recipe s1-mini", "serve",
+    assert names == {"generate", "search", "eval", "trace show", "view", "curate", *(f"curate {s}" for s in STAGES), "train sft", "recipe s1-mini", "serve",
                      *(f"bench {b}" for b in BENCHMARKS)}
     for name, p in leaves:
         if name in names:
@@ -156,8 +156,8 @@ def test_commands_are_registered_not_discovered():
     assert by_name == ["main.py"]
     runners = {p.get_default("func").partition(":")[0] for _, p in _leaf_parsers(build_parser()) if p.get_default("func")}
     modules = {f"engine.cli.{p.stem}" for p in folder.glob("*.py") if "\ndef run(" in p.read_text(encoding="utf-8")}
-    assert modules == {"engine.cli.generate", "engine.cli.search", "engine.cli.eval", "engine.cli.trace", "engine.cli.curate",
-                       "engine.cli.serve"}
+    assert modules == {"engine.cli.generate", "engine.cli.search", "engine.cli.eval", "engine.cli.trace", "engine.cli.view",
+                       "engine.cli.curate", "engine.cli.serve"}
     assert modules <= runners
 
 
@@ -173,7 +173,7 @@ def _leaf_parsers(parser, path=()):
 def test_every_command_names_a_runner_that_resolves():
     """The parser names each command's runner as ``module:function``; every one imports and is callable."""
     runners = {name: p.get_default("func") for name, p in _leaf_parsers(build_parser()) if p.get_default("func")}
-    assert {"generate", "search", "eval", "eval report", "trace show", "curate", "train sft", "recipe s1-mini", "serve",
+    assert {"generate", "search", "eval", "eval report", "trace show", "view", "curate", "train sft", "recipe s1-mini", "serve",
             *(f"bench {b}" for b in BENCHMARKS)} <= set(runners)
     for name, func in runners.items():
         assert isinstance(func, str) and ":" in func, name

@@ -23,7 +23,10 @@ def test_beam_search_json_and_tree(capsys, tmp_path, smol_dir):
     assert r["policy_forward_tokens"] <= 1.05 * r["tree_tokens"]
     tree = json.loads(tree_file.read_text())
     nodes = tree["nodes"]
-    assert tree["problems"] == [{"question": "What is 2 + 3?", "root": 0}]
+    [prob] = tree["problems"]
+    assert prob["question"] == "What is 2 + 3?" and prob["root"] == 0 and prob["strategy"] == "beam" and prob["n"] == 4
+    assert prob["answer"] == r["answer"] and prob["votes"] == r["votes"] and prob["completions"] == [c["node"] for c in r["completions"]]
+    assert prob["chosen"] == next(c["node"] for c in r["completions"] if c["answer"] == r["answer"])
     assert sum(len(n["tokens"]) for n in nodes) == r["tree_tokens"]
     assert sorted(n["id"] for n in nodes if n["status"] == "finished") == sorted(c["node"] for c in r["completions"])
     assert {n["status"] for n in nodes} <= {"root", "kept", "pruned", "duplicate", "finished"}

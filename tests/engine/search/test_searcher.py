@@ -89,7 +89,9 @@ def test_dvts_with_one_subtree_equals_beam_search_with_n_equal_m(lively, tokeniz
     cfg = dict(n=4, beam_width=4, max_steps=4, lookahead=1)
     _, [beam] = run(lively, tokenizer, strategy="beam", **cfg)
     _, [dvts] = run(lively, tokenizer, strategy="dvts", **cfg)
-    assert beam.tree.to_json() == dvts.tree.to_json()
+    tb, td = beam.tree.to_json(), dvts.tree.to_json()
+    assert tb["nodes"] == td["nodes"] and tb["problems"][0].pop("strategy") == "beam" and td["problems"][0].pop("strategy") == "dvts"
+    assert tb["problems"] == td["problems"]  # the same outcome: answer, votes, tally, chosen node
     assert [(c.text, c.score, c.step_scores) for c in beam.completions] == [(c.text, c.score, c.step_scores) for c in dvts.completions]
     first_steps = {n.text for n in beam.tree.nodes if n.depth == 1}
     assert len(first_steps) > 1  # sampled candidates really differ, so selection had something to choose
