@@ -82,6 +82,19 @@ def make_eval(out_dir) -> list[dict]:
     return rows
 
 
+_MADE: dict = {}
+
+
+def made(tmp_path_factory, tokenizer) -> tuple:
+    """All four inputs, made once per test session (test_load and test_browser share them): (folder, records)."""
+    if not _MADE:
+        d = tmp_path_factory.mktemp("view-inputs")
+        _MADE["dir"] = d
+        _MADE["made"] = {"trace": make_trace(d / "trace.jsonl", tokenizer), "tree": make_tree(d / "tree.json", tokenizer),
+                         "eval": make_eval(d / "eval"), "curation": make_curation(d / "cur")}
+    return _MADE["dir"], _MADE["made"]
+
+
 def make_curation(out_dir) -> dict:
     """Twelve questions in, quality drops two (figures), selection keeps four; returns report.json's content."""
     def traced(i):

@@ -5,7 +5,7 @@ error and no request beyond its own file, and what it draws matches the data it 
 import json
 
 import pytest
-from artefacts import make_curation, make_eval, make_trace, make_tree
+from artefacts import made as shared_inputs
 from browser import browser, page  # noqa: F401  (fixtures)
 
 from benchmarks.eval.store import canonical_json
@@ -16,9 +16,7 @@ from engine.view.page import render_page
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory, tokenizer):
     """Inputs made in-process and their pages (``ttscale view``'s output)."""
-    d = tmp_path_factory.mktemp("pages")
-    made = {"trace": make_trace(d / "trace.jsonl", tokenizer), "tree": make_tree(d / "tree.json", tokenizer),
-            "eval": make_eval(d / "eval"), "curation": make_curation(d / "cur")}
+    d, made = shared_inputs(tmp_path_factory, tokenizer)
     lines = (d / "trace.jsonl").read_text().splitlines()
     (d / "cut.jsonl").write_text("\n".join(lines[:-3]) + "\n")
     for name, src in (("trace", "trace.jsonl"), ("tree", "tree.json"), ("eval", "eval"), ("curation", "cur"), ("cut", "cut.jsonl")):

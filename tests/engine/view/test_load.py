@@ -5,7 +5,7 @@ import json
 import os
 
 import pytest
-from artefacts import make_curation, make_eval, make_trace, make_tree
+from artefacts import made as shared_inputs
 from conftest import run_cli
 
 from engine.errors import TTScaleError
@@ -15,9 +15,8 @@ from engine.view.page import embed_json, render_page
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory, tokenizer):
-    d = tmp_path_factory.mktemp("made")
-    return {"dir": d, "trace": make_trace(d / "trace.jsonl", tokenizer), "tree": make_tree(d / "tree.json", tokenizer),
-            "eval": make_eval(d / "eval"), "curation": make_curation(d / "cur")}
+    d, records = shared_inputs(tmp_path_factory, tokenizer)
+    return {"dir": d, **records}
 
 
 def test_each_kind_is_recognised_by_content(made):
