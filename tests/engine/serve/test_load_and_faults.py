@@ -197,15 +197,15 @@ def test_sigterm_lets_in_flight_requests_finish(chat_model_dir):
     async def main():
         loop = asyncio.get_running_loop()
         call = loop.run_in_executor(None, lambda: client.chat.completions.create(
-            model="tiny", messages=[{"role": "user", "content": "go"}], max_tokens=1500,
-            extra_body={"max_thinking_tokens": 1490}))
+            model="tiny", messages=[{"role": "user", "content": "go"}], max_tokens=600,
+            extra_body={"max_thinking_tokens": 590}))
         await loop.run_in_executor(None, wait_for, lambda: _health(s.url)["running_rows"] == 1, 30)
         s.proc.send_signal(15)
         return await call
 
     try:
         reply = asyncio.run(asyncio.wait_for(main(), 180))
-        assert reply.usage.completion_tokens == 1500 and reply.choices[0].finish_reason == "length"
+        assert reply.usage.completion_tokens == 600 and reply.choices[0].finish_reason == "length"
         assert s.proc.wait(60) == 0
         assert any("stopped after finishing in-flight requests" in line for line in s.lines)
         with pytest.raises(httpx.ConnectError):
