@@ -10,9 +10,8 @@ import argparse
 import os
 import sys
 
-from playwright.sync_api import sync_playwright
-
-from engine.view.browser import CHROMIUM_ARGS, chromium_path
+from engine.errors import TTScaleError
+from engine.view.browser import CHROMIUM_ARGS, require_browser
 
 
 def main() -> int:
@@ -24,9 +23,10 @@ def main() -> int:
     p.add_argument("--width", type=int, default=1300)
     p.add_argument("--height", type=int, default=900)
     a = p.parse_args()
-    chromium = chromium_path()
-    if not chromium:
-        sys.exit("screenshot: Chromium is not installed; run bash scripts/browser.sh or set TTSCALE_CHROMIUM")
+    try:
+        sync_playwright, chromium = require_browser("scripts/screenshot.py")
+    except TTScaleError as exc:
+        sys.exit(f"screenshot: {exc}")
     if not os.path.exists(a.page):
         sys.exit(f"screenshot: {a.page}: no such file; write it with ttscale view first")
     with sync_playwright() as pw:

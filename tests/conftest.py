@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from engine.cli.main import main
+from engine.errors import TTScaleError
+from engine.view.browser import require_browser
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS_DIR)
@@ -128,3 +130,14 @@ def launch_two() -> list[str]:
         port = s.getsockname()[1]
     return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
             "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port)]
+
+
+def need_browser(what: str = "the browser tests"):
+    """``(sync_playwright, chromium path)``; skips with the reason when Playwright or Chromium is missing, except in
+    CI (``CI`` set), where it fails: a skipped browser check must not pass for a tested one."""
+    try:
+        return require_browser(what)
+    except TTScaleError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run {what}: {exc}")
+        pytest.skip(str(exc))

@@ -37,9 +37,10 @@ from benchmarks import options
 from benchmarks.speed import harness
 from engine.errors import TTScaleError
 from engine.jsonl import write_jsonl_atomic
+from engine.search.select import outcome
 from engine.search.tree import SearchTree
 from engine.trace import HEADER_FIELDS
-from engine.view.browser import CHROMIUM_ARGS, chromium_path
+from engine.view.browser import CHROMIUM_ARGS, require_browser
 from engine.view.load import load_view
 from engine.view.page import render_page
 
@@ -106,21 +107,6 @@ BARE_DONE = ("<script>requestAnimationFrame(() => setTimeout(() => { window.ttsc
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The benchmark's flags: the fields of :class:`~benchmarks.options.ViewBenchOptions` and the timing flags."""
     SPEC.add_to(p)
-
-
-def browser() -> tuple:
-    """``(sync_playwright, chromium path)``; refuses, in one sentence, a missing Playwright or a missing Chromium
-    (``TTSCALE_CHROMIUM``, else ``/usr/bin/chromium``)."""
-    try:
-        from playwright.sync_api import sync_playwright  # deferred: Playwright comes with the dev extra, not ttscale
-    except ImportError:
-        raise TTScaleError("ttscale bench view needs Playwright to drive Chromium: pip install playwright "
-                           "(or pip install -e '.[dev]')") from None
-    path = chromium_path()
-    if path is None or not os.path.exists(path):
-        raise TTScaleError(f"ttscale bench view needs Chromium, and {path or 'chromium'} is not there: apt-get install chromium "
-                           "(or bash scripts/browser.sh), or point TTSCALE_CHROMIUM at a Chromium binary")
-    return sync_playwright, path
 
 
 # ----------------------------------------------------------------------------------------------- synthetic inputs
@@ -229,21 +215,8 @@ def synth_tree(nodes: int, seed: int = SEED) -> SearchTree:
 def _outcome(tree: SearchTree, rng: random.Random, groups: int) -> None:
     """The problem's outcome fields, as engine/search/searcher.py's ``_result`` records them."""
     comps = sorted((n for n in tree.nodes if n.status == "finished"), key=lambda n: -n.score)
-    answers = {n.id: rng.choice(ANSWERS) for n in comps}
-    tally: dict[str, dict] = {}
-    for n in comps:
-        row = tally.setdefault(str(answers[n.id]), {"count": 0, "score_sum": 0.0, "best": None})
-        row["count"] += 1
-        row["score_sum"] += n.score
-        row["best"] = n.score if row["best"] is None else max(row["best"], n.score)
-    real = [a for a in tally if a != "None"]
-    best = next((answers[n.id] for n in comps if answers[n.id] is not None), None)
-    majority = max(real, key=lambda a: tally[a]["count"], default=None)
-    weighted = max(real, key=lambda a: tally[a]["score_sum"], default=None)
-    chosen = next((n.id for n in comps if answers[n.id] == weighted), comps[0].id if comps else None)
-    tree.problems[0].update(strategy="dvts", n=groups * BEAM_WIDTH, beam_width=BEAM_WIDTH, answer=weighted,
-                            votes={"best": best, "majority": majority, "weighted": weighted}, answers=tally,
-                            chosen=chosen, completions=[n.id for n in comps])
+    o = outcome([rng.choice(ANSWERS) for _ in comps], [n.score for n in comps], "weighted")
+    tree.set_outcome(0, [n.id for n in comps], o, strategy="dvts", n=groups * BEAM_WIDTH, beam_width=BEAM_WIDTH)
 
 
 def _bare(title: str, body: str) -> str:
@@ -334,7 +307,7 @@ def bench(tokens: int, nodes: int, repeats: int, warmup: int) -> dict:
     """Synthesise and render both inputs, open every page ``warmup`` times untimed and ``repeats`` times timed (order
     alternating per round); the envelope with each viewer page's figures. Refuses a missing Playwright or Chromium
     before any work, and a page that raises or never draws."""
-    sync_playwright, path = browser()
+    sync_playwright, path = require_browser("ttscale bench view")
     with tempfile.TemporaryDirectory(prefix="ttscale-bench-view-") as folder:
         built = build_pages(folder, tokens, nodes)
         p = built["paths"]
@@ -385,7 +358,6 @@ def main(args) -> int:
     SPEC.build(args, only=(options.ViewBenchOptions,))
     args = harness.namespace(args)
     harness.check_timing_args(args)
-    browser()
     result = bench(args.tokens, args.nodes, args.repeats, args.warmup)
     return harness.finish(result, args.json, print_table)
 

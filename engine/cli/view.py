@@ -24,6 +24,6 @@ def run(args) -> int:
     write_text_atomic(out, html)
     for w in view.warnings:
         print(f"ttscale view: warning: {w}", file=sys.stderr)
-    print(f"ttscale view: wrote {out} ({len(html.encode()) / 2**20:.1f} MiB, {view.kind}: {view.title}); open it in a browser "
+    print(f"ttscale view: wrote {out} ({os.path.getsize(out) / 2**20:.1f} MiB, {view.kind}: {view.title}); open it in a browser "
           f"(file://{os.path.abspath(out)})", file=sys.stderr)
     return 0

@@ -34,7 +34,7 @@ from engine.logits.sampling import SamplingConfig
 from engine.search.config import DEFAULT_SYSTEM_PROMPT, SearchConfig
 from engine.search.expand import BranchBudget, Expander, Row
 from engine.search.prm import PRM, ModelPRM, aggregate, check_scores
-from engine.search.select import Candidate, choose_answer, select, share, votes
+from engine.search.select import Candidate, outcome, select, share
 from engine.search.tree import SearchTree
 
 DEFAULT_SAMPLING = SamplingConfig(temperature=0.8, top_p=1.0)  # search-and-learn's settings (REFERENCE §3)
@@ -398,19 +398,10 @@ class Searcher:
                                     score=node.score, finish_reason=node.end, tokens=len(tree.path_tokens(n)), node=n, budget=budget))
         comps.sort(key=lambda c: -(c.score if c.score is not None else float("-inf")))
         answers, scores = [c.answer for c in comps], [c.score for c in comps]
-        answer, tally = choose_answer(answers, scores, self.config.answer_rule), votes(answers, scores)
-        chosen = next((c.node for c in comps if c.answer == answer), comps[0].node if comps else None)
-        counts: dict[str, dict] = {}
-        for c in comps:
-            row = counts.setdefault(str(c.answer), {"count": 0, "score_sum": 0.0, "best": None})
-            row["count"] += 1
-            if c.score is not None:
-                row["score_sum"] += c.score
-                row["best"] = c.score if row["best"] is None else max(row["best"], c.score)
-        tree.problems[p.index].update(strategy=self.config.strategy, n=self.config.n, beam_width=self.config.beam_width,
-                                      answer=answer, votes=tally, answers=counts, chosen=chosen,
-                                      completions=[c.node for c in comps])
+        o = outcome(answers, scores, self.config.answer_rule)
+        tree.set_outcome(p.index, [c.node for c in comps], o, strategy=self.config.strategy, n=self.config.n,
+                         beam_width=self.config.beam_width)
         return SearchResult(
-            question=p.question, strategy=self.config.strategy, answer=answer,
-            completions=comps, votes=tally, policy_forward_tokens=p.forward, tree_tokens=tree.tokens(p.index),
+            question=p.question, strategy=self.config.strategy, answer=o["answer"],
+            completions=comps, votes=o["votes"], policy_forward_tokens=p.forward, tree_tokens=tree.tokens(p.index),
             prm_forward_tokens=p.prm_tokens, peak_kv_bytes=peak, wall_s=wall, problem=p.index, tree=tree)

@@ -140,3 +140,38 @@ def choose_answer(answers: Sequence[str | None], scores: Sequence[float | None],
 def votes(answers: Sequence[str | None], scores: Sequence[float | None]) -> dict[str, str | None]:
     """The answer each rule would pick, for reporting next to the strategy's own choice."""
     return {rule: choose_answer(answers, scores, rule) for rule in ANSWER_RULES}
+
+
+def outcome(answers: Sequence[str | None], scores: Sequence[float | None], rule: str) -> dict:
+    """What a finished search reports about its completions (indices into ``answers``):
+
+    ``answer`` and ``chosen``: the final answer under ``rule`` and the completion carrying it (:func:`choose_index`);
+    with no answer anywhere, ``chosen`` is the best-scored completion (None when there are none). ``votes``: the
+    answer each rule would pick (:func:`votes`). ``answers``: one entry per group of equivalent answers, grouped as
+    voting groups them, best first: ``{"answer", "count", "weight", "best", "members", "picked_by"}`` (``weight`` is
+    weighted voting's: the sum of the members' scores, a negative or missing score counting 0; ``best`` is the best
+    member score or None; ``picked_by``, the rules whose pick is in the group), then the completions without an answer as one entry whose answer is None.
+
+    Refuses what :func:`choose_index` refuses.
+    """
+    first = choose_index(answers, scores, rule)  # checks the rule and the lengths first
+    picked = {r: first if r == rule else choose_index(answers, scores, r) for r in ANSWER_RULES}
+    chosen = first
+    if chosen is None and answers:
+        chosen = min(range(len(answers)), key=lambda i: (-_rank(scores[i]), i))
+    groups = group_answers(list(answers), [max(_rank(s), 0.0) for s in scores])
+    entries = [{"answer": g.answer, "count": g.count, "weight": g.weight, "best": _best(scores, g.members),
+                "members": list(g.members), "picked_by": [r for r, i in picked.items() if i in g.members]} for g in groups]
+    grouped = {i for g in groups for i in g.members}
+    rest = [i for i in range(len(answers)) if i not in grouped]
+    if rest:
+        entries.append({"answer": None, "count": len(rest), "weight": sum(max(_rank(scores[i]), 0.0) for i in rest),
+                        "best": _best(scores, rest), "members": rest, "picked_by": []})
+    return {"answer": None if first is None else answers[first], "chosen": chosen,
+            "votes": {r: None if i is None else answers[i] for r, i in picked.items()}, "answers": entries}
+
+
+def _best(scores: Sequence[float | None], members: Sequence[int]) -> float | None:
+    """The best real score among ``members``, or None when none has one."""
+    real = [scores[i] for i in members if scores[i] is not None and scores[i] == scores[i]]
+    return max(real) if real else None

@@ -15,10 +15,10 @@ earlier candidate of its group); ``finished`` (a completion: it ended with an en
 
 Each problem's entry holds its ``question`` and ``root``; once its search is over the searcher adds the outcome:
 ``strategy``, ``n``, ``beam_width``, ``answer`` (the chosen answer), ``votes`` (the answer each rule — best,
-majority, weighted — would pick), ``answers`` (answer -> ``{"count", "score_sum", "best"}`` over the completions;
-``"None"`` for completions without an answer),
-``completions`` (finished node ids, best score first) and ``chosen`` (the best-scored completion giving ``answer``:
-the path ``ttscale view`` highlights).
+majority, weighted — would pick), ``answers`` (one entry per group of equivalent answers, as voting groups them,
+best first: ``{"answer", "count", "weight", "best", "picked_by", "nodes"}``, then the completions without an answer under answer
+None; see :func:`engine.search.select.outcome`), ``completions`` (finished node ids, best score first) and ``chosen``
+(the completion carrying ``answer``: the path ``ttscale view`` highlights).
 """
 
 from __future__ import annotations
@@ -102,6 +102,19 @@ class SearchTree:
         if status not in STATUSES:
             raise TTScaleError(f"search tree: status {status!r} is unknown; use one of {', '.join(STATUSES)}")
         self.nodes[node_id].status = status
+
+    def set_outcome(self, problem: int, completions: list[int], result: dict, **search) -> None:
+        """Record a finished search in ``problem``'s entry: ``search`` (strategy, n, beam_width) and the result of
+        :func:`engine.search.select.outcome` over ``completions`` (node ids, in the order outcome saw them), its
+        completion indices turned into node ids. Refuses an unknown problem."""
+        if not 0 <= problem < len(self.problems):
+            raise TTScaleError(f"search tree: problem {problem} does not exist")
+        chosen = result["chosen"]
+        self.problems[problem].update(
+            **search, answer=result["answer"], votes=result["votes"], completions=list(completions),
+            chosen=None if chosen is None else completions[chosen],
+            answers=[{**{k: v for k, v in e.items() if k != "members"}, "nodes": [completions[i] for i in e["members"]]}
+                     for e in result["answers"]])
 
     def path(self, node_id: int) -> list[Node]:
         """The steps from the first one down to ``node_id`` (the root excluded)."""

@@ -5,7 +5,8 @@
 
 Nothing is fetched when the page opens: no CDN, no font, no image. The data sits in
 ``<script id="ttscale-data" type="application/json">`` with every ``<`` written as ``\\u003c``, so no text in a
-trace (``</script>`` included) can end the element early.
+trace (``</script>`` included) can end the element early. ``<script id="ttscale-config">`` carries what the page
+needs from Python for files opened in it: the thinking delimiters of the known formats.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from functools import cache
 from html import escape
 
 from engine.errors import TTScaleError
+from engine.formats import FORMATS
 from engine.view.load import View
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
@@ -46,6 +48,8 @@ def render_page(view: View | None) -> str:
         data = "" if view is None else f'<script id="ttscale-data" type="application/json">{embed_json(asdict(view))}</script>\n'
     except ValueError as exc:
         raise TTScaleError(f"{view.source}: holds a value JSON cannot carry ({exc}); regenerate the file") from exc
+    config = embed_json({"think_ends": [f.think_end for f in FORMATS.values()]})  # what opened files are split at
+    data += f'<script id="ttscale-config" type="application/json">{config}</script>\n'
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<link rel=\"icon\" href=\"data:,\">\n"
             f"<title>{escape(title)}</title>\n<style>\n{asset('viewer.css')}</style>\n</head>\n"

@@ -261,15 +261,15 @@
       $("#tree-counts").innerHTML = `<b id="node-count">${mine.length}</b> nodes · ` + STATUS_ORDER.filter((s) => counts[s]).map((s) =>
         `<span class="swatch" style="background:${SW[s]}"></span>${s} <b id="count-${s}">${counts[s]}</b>`).join(" · ");
       onPath = new Set(prob.chosen != null ? pathTo(prob.chosen).map((n) => n.id) : []);
-      const tally = prob.answers || {}, rules = prob.votes || {};
-      const vrows = Object.keys(tally).sort((a, b) => tally[b].count - tally[a].count || (tally[b].score_sum - tally[a].score_sum)).map((a) =>
-        `<tr class="${a === String(prob.answer) ? "chosen" : ""}"><td>${esc(a)}</td><td class="num">${tally[a].count}</td>` +
-        `<td class="num">${fmt(tally[a].score_sum, 3)}</td><td class="num">${fmt(tally[a].best, 3)}</td>` +
-        `<td>${Object.keys(rules).filter((r) => String(rules[r]) === a).join(", ")}</td></tr>`).join("");
+      // answers: the groups of equivalent answers, best first, as the search voted
+      const vrows = (prob.answers || []).map((g) =>
+        `<tr class="${g.nodes.includes(prob.chosen) ? "chosen" : ""}"><td>${g.answer == null ? "<i>no answer</i>" : esc(g.answer)}</td>` +
+        `<td class="num">${g.count}</td><td class="num">${fmt(g.weight, 3)}</td><td class="num">${fmt(g.best, 3)}</td>` +
+        `<td>${esc(g.picked_by.join(", "))}</td></tr>`).join("");
       $("#tree-summary").innerHTML = `<div class="panel"><b>${esc(prob.question)}</b><br>` +
         (prob.strategy ? `${esc(prob.strategy)} · N=${prob.n} · M=${prob.beam_width} · answer <b id="chosen-answer">${prob.answer == null ? "none" : esc(prob.answer)}</b>` +
           (prob.chosen != null ? ` · chosen path ends at node ${prob.chosen} (highlighted)` : "") : `<span class="muted">no outcome recorded</span>`) +
-        (vrows ? `<table id="votes"><tr><th>answer</th><th class="num">votes</th><th class="num">summed score</th><th class="num">best score</th>` +
+        (vrows ? `<table id="votes"><tr><th>answer</th><th class="num">votes</th><th class="num">weighted vote</th><th class="num">best score</th>` +
           `<th>picked by</th></tr>${vrows}</table>` : "") + `</div>`;
       draw(byId.get(prob.root));
       $("#branch").innerHTML = `<span class="muted">Click a node to see its branch, root to leaf.</span>`;
@@ -494,8 +494,8 @@
   }
 
   // ------------------------------------------------------------------ files opened in the page (ttscale serve /view)
-  const THINK_ENDS = ["<|im_start|>answer", "</think>"];
-  function split(text) {
+  const THINK_ENDS = JSON.parse(document.getElementById("ttscale-config").textContent).think_ends;  // engine.formats
+  function split(text) {   // engine/view/load.py's split_generation without a run config
     for (const e of THINK_ENDS) { const at = text.indexOf(e); if (at >= 0) return [text.slice(0, at), text.slice(at + e.length)]; }
     return ["", text];
   }

@@ -2,35 +2,17 @@
 generated (speed itself is not asserted here). Skips without Chromium, except in CI, where it fails."""
 
 import json
-import os
 from collections import Counter
 
-import pytest
+from conftest import need_browser
 
 from benchmarks.speed.view import synth_trace, synth_tree
 from engine.cli.main import main
 from engine.trace import HEADER_FIELDS
 
-CHROMIUM = os.environ.get("TTSCALE_CHROMIUM") or "/usr/bin/chromium"
-
-
-def need_browser():
-    """Skip (fail in CI) when Playwright or Chromium is missing."""
-    why = None
-    try:
-        import playwright.sync_api  # noqa: F401  # deferred: only this test needs Playwright
-    except ImportError:
-        why = "playwright is not installed (pip install -e '.[dev]')"
-    if why is None and not os.path.exists(CHROMIUM):
-        why = f"{CHROMIUM} is absent (bash scripts/browser.sh, or apt-get install chromium)"
-    if why:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser benchmark test: {why}")
-        pytest.skip(why)
-
 
 def test_bench_view_at_tiny_sizes(capsys):
-    need_browser()
+    need_browser("the browser benchmark test")
     assert main(["bench", "view", "--tokens", "300", "--nodes", "40", "--repeats", "1", "--warmup", "0", "--json"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1

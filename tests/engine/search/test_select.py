@@ -7,7 +7,7 @@ import pytest
 
 from engine.errors import TTScaleError
 from engine.search.config import SearchConfig
-from engine.search.select import Candidate, choose_answer, select, share, votes
+from engine.search.select import ANSWER_RULES, Candidate, choose_answer, choose_index, outcome, select, share, votes
 from engine.search.tree import SearchTree
 
 
@@ -154,3 +154,33 @@ def test_choose_index_names_the_completion_that_carries_the_answer():
         for answers, scores in ((["1", "2", "2", None], [0.1, 0.3, 0.2, 0.9]), (["a", None, "a"], [None, None, None])):
             i = choose_index(answers, scores, rule)
             assert answers[i] == choose_answer(answers, scores, rule)
+
+
+def test_outcome_groups_as_voting_does_and_picks_what_the_rules_pick():
+    answers = ["\\frac{1}{2}", "3", None, "0.5", "3", ""]
+    scores = [0.9, 0.4, 0.95, 0.2, 0.5, None]
+    for rule in ANSWER_RULES:
+        o = outcome(answers, scores, rule)
+        assert o["chosen"] == choose_index(answers, scores, rule) and o["answer"] == answers[o["chosen"]]
+        assert o["votes"] == votes(answers, scores)
+        [half, three, none] = o["answers"]                       # 1/2 and 0.5 are one group, as majority counts them
+        assert (half["members"], three["members"], none["members"]) == ([0, 3], [1, 4], [2, 5])
+        assert (half["count"], half["best"], none["answer"], none["best"]) == (2, 0.9, None, 0.95)
+        assert abs(half["weight"] - 1.1) < 1e-9 and abs(three["weight"] - 0.9) < 1e-9
+        assert [r for e in o["answers"] for r in e["picked_by"]] == [r for r in ANSWER_RULES if choose_index(answers, scores, r) is not None]
+    assert outcome([None, None], [0.1, 0.7], "best")["chosen"] == 1   # no answer anywhere: the best-scored completion
+    assert outcome([], [], "majority") == {"answer": None, "chosen": None, "votes": dict.fromkeys(ANSWER_RULES), "answers": []}
+    with pytest.raises(TTScaleError, match="answer rule 'nope' is unknown"):
+        outcome(["1"], [0.5], "nope")
+
+
+def test_a_tree_records_an_outcome_in_node_ids():
+    tree = SearchTree()
+    root = tree.add_root("q", [1, 2], "q")
+    a, b = tree.add(root.id, [3], "x", "stop"), tree.add(root.id, [4], "y", "stop")
+    tree.set_outcome(0, [b.id, a.id], outcome(["7", None], [0.8, 0.3], "best"), strategy="best-of-n")
+    prob = tree.problems[0]
+    assert (prob["chosen"], prob["completions"], prob["strategy"]) == (b.id, [b.id, a.id], "best-of-n")
+    assert [e["nodes"] for e in prob["answers"]] == [[b.id], [a.id]] and "members" not in prob["answers"][0]
+    with pytest.raises(TTScaleError, match="problem 3 does not exist"):
+        tree.set_outcome(3, [], outcome([], [], "best"))

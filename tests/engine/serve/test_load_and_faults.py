@@ -12,9 +12,11 @@ import sys
 
 import httpx2 as httpx  # the HTTP client the openai package itself uses
 import pytest
-from conftest import run_cli
+from conftest import need_browser, run_cli
 from openai import AsyncOpenAI, OpenAI
 from served import Served, wait_for
+
+from engine.view.browser import CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="module")
@@ -246,14 +248,13 @@ def test_the_viewer_is_served_at_view(tiny_server, tmp_path, tokenizer):
     beyond the page itself."""
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "view"))
     from artefacts import make_trace  # noqa: PLC0415  the viewer tests' helper module, found through sys.path
-    from browser import ARGS, chromium_path, need_browser  # noqa: PLC0415
 
     r = httpx.get(tiny_server.url + "/view", timeout=10)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html") and "ttscale view" in r.text
     records = make_trace(tmp_path / "t.jsonl", tokenizer)
-    sync_playwright = need_browser()
+    sync_playwright, path = need_browser("the /view browser test")
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path(), args=ARGS)
+        b = p.chromium.launch(executable_path=path, args=list(CHROMIUM_ARGS))
         page, seen, bad = b.new_page(), [], []
         page.on("request", lambda q: seen.append(q.url))
         page.on("console", lambda m: bad.append(m.text) if m.type == "error" else None)

@@ -2,7 +2,7 @@
 
 ``scripts/test.sh`` installs Chromium (``scripts/browser.sh``) and setup.py's dev extra installs Playwright, so a
 machine set up by the README's test command has both. Elsewhere the browser tests skip with the reason, except in CI
-(``CI`` set), where a missing browser fails: a skipped check must not pass for a tested one.
+(``conftest.need_browser``).
 """
 
 from __future__ import annotations
@@ -10,26 +10,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import need_browser
 
-from engine.view.browser import CHROMIUM_ARGS, chromium_path
-
-ARGS = list(CHROMIUM_ARGS)
-
-
-def need_browser():
-    """Skip (fail in CI) when Chromium or Playwright is missing; returns the sync_playwright factory."""
-    why = None
-    try:
-        from playwright.sync_api import sync_playwright  # deferred: only the browser tests need Playwright
-    except ImportError:
-        why, sync_playwright = "playwright is not installed (pip install -e '.[dev]')", None
-    if why is None and chromium_path() is None:
-        why = "Debian's chromium is not installed (bash scripts/browser.sh, or apt-get install chromium)"
-    if why:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser tests: {why}")
-        pytest.skip(why)
-    return sync_playwright
+from engine.view.browser import CHROMIUM_ARGS
 
 
 class Page:
@@ -63,9 +46,9 @@ class Page:
 @pytest.fixture(scope="module")
 def browser():
     """One headless Chromium per test module."""
-    sync_playwright = need_browser()
+    sync_playwright, path = need_browser("the viewer's browser tests")
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path(), args=ARGS)
+        b = p.chromium.launch(executable_path=path, args=list(CHROMIUM_ARGS))
         yield b
         b.close()
 

@@ -50,7 +50,9 @@ def test_the_tree_records_the_search_outcome(made):
     nodes = {n["id"]: n for n in made["tree"]["nodes"]}
     chosen = nodes[prob["chosen"]]
     assert chosen["status"] == "finished" and prob["chosen"] in prob["completions"]
-    assert sum(a["count"] for a in prob["answers"].values()) == len(prob["completions"])
+    assert sum(a["count"] for a in prob["answers"]) == len(prob["completions"])
+    assert sorted(i for a in prob["answers"] for i in a["nodes"]) == sorted(prob["completions"])
+    assert any(prob["chosen"] in a["nodes"] for a in prob["answers"])
 
 
 def test_a_trace_cut_short_or_torn_is_shown_with_a_warning(made, tmp_path):
